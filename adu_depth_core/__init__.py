@@ -1,0 +1,3 @@
+"""ADU-Depth core: data, models, distillation, training, evaluation and runtime (no ROS imports)."""
+
+__version__ = "0.1.0"

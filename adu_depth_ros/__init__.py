@@ -1,0 +1,1 @@
+"""ROS 2 layer of ADU-Depth: the only package that imports rclpy."""
