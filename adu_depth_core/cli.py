@@ -28,7 +28,10 @@ def _module(name: str):
 
 
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="adu-depth", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="adu-depth",
+        description="ADU-Depth: monocular metric depth + uncertainty distilled from a stereo teacher",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     wanted = next((a for a in argv if a in COMMANDS), None)
