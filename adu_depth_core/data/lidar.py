@@ -1,0 +1,36 @@
+"""LiDAR point clouds -> sparse depth images in a camera (the one projection bag-eval and the rosbag
+dataset share, so both score against the same ground truth)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from adu_depth_core.geometry import check_intrinsics, project_points, transform_points
+
+
+def lidar_to_depth_image(
+    points_lidar: np.ndarray, T_cam_from_lidar: np.ndarray, K: np.ndarray, height: int, width: int
+) -> np.ndarray:
+    """Sparse HxW float32 depth (metres along the optical axis, 0 = no return) of LiDAR points.
+
+    Args:
+        points_lidar: (N, 3) points in the LiDAR frame (non-finite rows are ignored).
+        T_cam_from_lidar: 4x4 transform mapping LiDAR-frame points into the camera optical frame
+            (`rosbag_io.lookup_transform(tfs, camera_frame, lidar_frame)`).
+        K: 3x3 camera intrinsics of the image the depth is rendered for.
+        height, width: image size in pixels.
+
+    Points behind the camera or outside the image are dropped; where several points land on one
+    pixel the nearest wins.
+    """
+    pts = np.asarray(points_lidar, dtype=np.float64)
+    if pts.ndim != 2 or pts.shape[1] != 3:
+        raise ValueError(f"LiDAR points: expected an (N, 3) array, got shape {pts.shape}")
+    T = np.asarray(T_cam_from_lidar, dtype=np.float64)
+    if T.shape != (4, 4) or not np.all(np.isfinite(T)):
+        raise ValueError(f"T_cam_from_lidar: expected a finite 4x4 matrix, got shape {T.shape}")
+    if int(height) <= 0 or int(width) <= 0:
+        raise ValueError(f"depth image size must be positive, got {height}x{width}")
+    K = check_intrinsics(K)
+    pts = pts[np.all(np.isfinite(pts), axis=1)]
+    return project_points(transform_points(T, pts), K, int(height), int(width))
