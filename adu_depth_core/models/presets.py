@@ -1,0 +1,148 @@
+"""Model presets (the one registry of network sizes) and `ModelConfig`.
+
+`paper` is NeWCRFs' KITTI configuration, which ADU-Depth uses for teacher and student. `swin_t` halves the
+decoder with the encoder. `nano` is for CPU demos and tests (about 1.2 M parameters); it has no pretrained
+weights. `preset_table()` renders the registry as a markdown table (used by `benchmarks/bench_models.py`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Literal
+
+import timm
+
+__all__ = ["PRESETS", "ModelConfig", "Preset", "get_preset", "preset_table"]
+
+PresetName = Literal["paper", "swin_t", "nano"]
+STRIDE = 32
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    """Architecture of one preset.
+
+    Args:
+        encoder: timm model name of the backbone (with pretrained tag).
+        decoder_dims: NeWCRF widths, finest first.
+        decoder_heads: attention heads per decoder level, finest first.
+        ppm_channels: channels of the PPM head (the value of the coarsest decoder level).
+        window: window size of the decoder.
+        drop_path_rate: stochastic depth of the backbone.
+        encoder_kwargs: keyword overrides for `timm.create_model` (a custom-size Swin).
+        has_pretrained: whether timm has weights for this exact encoder.
+    """
+
+    encoder: str
+    decoder_dims: tuple[int, int, int, int]
+    decoder_heads: tuple[int, int, int, int]
+    ppm_channels: int
+    window: int = 7
+    drop_path_rate: float = 0.0
+    encoder_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    has_pretrained: bool = True
+
+
+PRESETS: dict[str, Preset] = {
+    "paper": Preset(
+        encoder="swin_large_patch4_window7_224.ms_in22k",
+        decoder_dims=(128, 256, 512, 1024),
+        decoder_heads=(4, 8, 16, 32),
+        ppm_channels=512,
+        drop_path_rate=0.3,
+    ),
+    "swin_t": Preset(
+        encoder="swin_tiny_patch4_window7_224.ms_in22k",
+        decoder_dims=(64, 128, 256, 512),
+        decoder_heads=(2, 4, 8, 16),
+        ppm_channels=256,
+        drop_path_rate=0.2,
+    ),
+    "nano": Preset(
+        encoder="swin_tiny_patch4_window7_224",
+        encoder_kwargs={"embed_dim": 16, "depths": (1, 1, 2, 1), "num_heads": (1, 1, 2, 4)},
+        decoder_dims=(16, 32, 64, 128),
+        decoder_heads=(1, 1, 2, 4),
+        ppm_channels=64,
+        has_pretrained=False,
+    ),
+}
+
+
+def preset_table() -> str:
+    """Markdown table of `PRESETS` (encoder, decoder widths and heads finest first, PPM, drop path)."""
+    rows = ["| preset | encoder (timm) | encoder overrides | decoder widths | heads | PPM | drop path |",
+            "|---|---|---|---|---|---|---|"]
+    for name, p in PRESETS.items():
+        kwargs = ", ".join(f"{k}={v}" for k, v in p.encoder_kwargs.items()) or "-"
+        rows.append(f"| {name} | {p.encoder} | {kwargs} | {'/'.join(map(str, p.decoder_dims))} | "
+                    f"{'/'.join(map(str, p.decoder_heads))} | {p.ppm_channels} | {p.drop_path_rate} |")
+    return "\n".join(rows)
+
+
+def get_preset(name: str) -> Preset:
+    if name not in PRESETS:
+        raise ValueError(f"unknown model preset {name!r}; choose one of {sorted(PRESETS)}")
+    return PRESETS[name]
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    """Network configuration, stored in every checkpoint as `model_config`.
+
+    Args:
+        preset: architecture from `PRESETS`.
+        max_depth: largest predicted depth in metres (KITTI: 80).
+        min_depth: smallest predicted depth in metres (keeps log-depth finite).
+        input_size: (H, W) the network is built and trained for; multiples of 32.
+        pretrained: load timm's ImageNet weights for the encoder (downloads them).
+        backbone: any timm model name replacing the preset's encoder (e.g. resnet18, convnext_atto); the
+            decoder stays the preset's.
+        drop_path_rate: stochastic depth of the encoder; None takes the preset's.
+        log_var_range: (low, high) bounds of the student's log variance s = log σ²; the default (−10, 6)
+            spans σ ≈ 7 mm … 20 m (see `heads.py`).
+    """
+
+    preset: PresetName = "nano"
+    max_depth: float = 80.0
+    min_depth: float = 1e-3
+    input_size: tuple[int, int] = (352, 1120)
+    pretrained: bool = False
+    backbone: str | None = None
+    drop_path_rate: float | None = None
+    log_var_range: tuple[float, float] = (-10.0, 6.0)
+
+    def validate(self) -> None:
+        preset = get_preset(self.preset)
+        h, w = self.input_size
+        if h <= 0 or w <= 0 or h % STRIDE or w % STRIDE:
+            raise ValueError(
+                f"model.input_size must be positive multiples of {STRIDE}, got {h}x{w}; "
+                f"e.g. {max(STRIDE, round(h / STRIDE) * STRIDE)}x{max(STRIDE, round(w / STRIDE) * STRIDE)}"
+            )
+        if not 0 < self.min_depth < self.max_depth:
+            raise ValueError(f"model depth range needs 0 < min_depth < max_depth, "
+                             f"got min_depth={self.min_depth}, max_depth={self.max_depth}")
+        low, high = self.log_var_range
+        if not low < high:
+            raise ValueError(f"model.log_var_range must be (low, high) with low < high, "
+                             f"got {self.log_var_range}")
+        if self.drop_path_rate is not None and not 0.0 <= self.drop_path_rate < 1.0:
+            raise ValueError(f"model.drop_path_rate must be in [0, 1), got {self.drop_path_rate}")
+        if self.backbone is not None and not timm.is_model(self.backbone):
+            raise ValueError(f"model.backbone {self.backbone!r} is not a timm model; "
+                             f"see timm.list_models(), e.g. resnet18 or convnext_atto")
+        if self.pretrained and self.backbone is None and not preset.has_pretrained:
+            raise ValueError(f"preset {self.preset!r} has no pretrained encoder weights; "
+                             f"set model.pretrained=false or choose model.backbone=<timm name>")
+
+    @property
+    def arch(self) -> Preset:
+        """The preset, with `backbone` and `drop_path_rate` applied."""
+        preset = get_preset(self.preset)
+        changes: dict[str, Any] = {}
+        if self.backbone is not None:
+            changes.update(encoder=self.backbone, encoder_kwargs={})
+        if self.drop_path_rate is not None:
+            changes["drop_path_rate"] = self.drop_path_rate
+        return dataclasses.replace(preset, **changes) if changes else preset
