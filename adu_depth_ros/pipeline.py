@@ -1,0 +1,753 @@
+"""Everything `depth_node` does that is not ROS: the frame pipeline, tested without rclpy.
+
+Data flow (one camera)::
+
+    image callback ──submit()──> LatestFrameSlot (queue of 1: a newer frame replaces the pending one)
+                                        │ take()                         (counted as a drop)
+                                 InferenceWorker thread ── DepthPipeline.process(frame, outputs)
+                                        │                     decode → K from camera_info → estimate
+                                        │                     → depth / sigma / confident / colour
+                                        └─ on_result(DepthResult) → the node publishes with frame.header
+
+Messages are duck-typed: the same code reads rclpy messages in the node and `rosbags` messages in the
+tests (`header.stamp.sec/nanosec`, `header.frame_id`, CameraInfo `k/p/height/width/binning_x/roi`).
+The outputs follow REP 117/118 and depth_image_proc: 32FC1 metres with NaN where invalid, the input
+header (stamp and frame_id) unchanged, and depth/camera_info = the input camera_info with the image's
+header, so `depth_image_proc/point_cloud_xyz` pairs them by exact stamp.
+
+Per-frame problems (bad encoding, empty image, camera_info of another size, a failing inference)
+raise `FrameError`; the pipeline counts them in `PipelineStats` and goes on with the next frame.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
+
+import numpy as np
+
+from adu_depth_core.data.ros_messages import camera_info_to_calibration, msg_to_image, stamp_to_ns
+from adu_depth_core.evaluation.visualize import colorize_depth, colorize_uncertainty
+
+from .params import NodeParams
+
+T = TypeVar("T")
+
+# --- topics and outputs --------------------------------------------------------------------------
+
+IMAGE_TOPIC = "image"
+CAMERA_INFO_TOPIC = "camera_info"
+
+
+class OutputSpec(NamedTuple):
+    topic: str
+    encoding: str | None  # None: a CameraInfo, not an Image
+
+
+# Output name -> relative topic and encoding. Relative names: launch files remap them (depth_image_proc).
+OUTPUTS: dict[str, OutputSpec] = {
+    "depth": OutputSpec("depth/image", "32FC1"),
+    "camera_info": OutputSpec("depth/camera_info", None),
+    "uncertainty": OutputSpec("depth/uncertainty", "32FC1"),
+    "confident": OutputSpec("depth/confident", "32FC1"),
+    "depth_colorized": OutputSpec("depth/colorized", "bgr8"),
+    "uncertainty_colorized": OutputSpec("depth/uncertainty/colorized", "bgr8"),
+}
+IMAGE_OUTPUTS = tuple(name for name, spec in OUTPUTS.items() if spec.encoding is not None)
+
+
+class Estimator(Protocol):
+    """What the pipeline needs of `adu_depth_core.runtime.DepthEstimator`."""
+
+    def estimate(self, rgb: np.ndarray, K: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+class FrameError(ValueError):
+    """A problem with one frame; the pipeline skips the frame and keeps running.
+
+    `kind` groups errors for counting and log throttling: decode, header, camera_info, inference,
+    output, publish.
+    """
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+# --- queue of one --------------------------------------------------------------------------------
+
+
+class LatestFrameSlot(Generic[T]):
+    """Thread-safe queue of length one: `put` replaces a pending item (a drop), `take` blocks.
+
+    The camera callback puts, the inference thread takes, so inference always starts on the newest
+    frame and never works through a backlog of stale ones.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._item: T | None = None
+        self._has_item = False
+        self._closed = False
+        self.dropped = 0
+
+    def put(self, item: T) -> bool:
+        """Store `item`; True when it replaced a pending item that was never taken (counted in `dropped`)."""
+        with self._cond:
+            replaced = self._has_item
+            if replaced:
+                self.dropped += 1
+            self._item, self._has_item = item, True
+            self._cond.notify()
+            return replaced
+
+    def take(self, timeout: float | None = None) -> T | None:
+        """Remove and return the pending item, waiting up to `timeout` s (None: forever); None on timeout."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._has_item or self._closed, timeout=timeout):
+                return None
+            if not self._has_item:
+                return None
+            item, self._item, self._has_item = self._item, None, False
+            return item
+
+    @property
+    def pending(self) -> bool:
+        with self._cond:
+            return self._has_item
+
+    def close(self) -> None:
+        """Wake every waiting `take` (they return None); later puts are still stored."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+
+# --- statistics ----------------------------------------------------------------------------------
+
+
+def _rate(times: deque[float], now: float, window_s: float) -> float:
+    """Events per second over the events of the last `window_s` seconds (0 with fewer than two)."""
+    while times and times[0] < now - window_s:
+        times.popleft()
+    if len(times) < 2 or times[-1] <= times[0]:
+        return 0.0
+    return (len(times) - 1) / (times[-1] - times[0])
+
+
+@dataclass(frozen=True)
+class StatsSnapshot:
+    """A consistent view of `PipelineStats` (what /diagnostics reports)."""
+
+    frames_in: int
+    frames_out: int
+    dropped: int
+    idle_skipped: int
+    errors: int
+    errors_by_kind: dict[str, int]
+    last_error: str
+    input_rate_hz: float
+    output_rate_hz: float
+    latency_ms: dict[str, float]  # p50, p90, p99, max over the recent window; {} before the first output
+
+    def as_key_values(self) -> list[tuple[str, str]]:
+        """Flat (key, value) strings for a diagnostic_msgs/DiagnosticStatus."""
+        kv = [
+            ("input rate (Hz)", f"{self.input_rate_hz:.2f}"),
+            ("output rate (Hz)", f"{self.output_rate_hz:.2f}"),
+            ("frames in", str(self.frames_in)),
+            ("frames out", str(self.frames_out)),
+            ("dropped (newer frame arrived)", str(self.dropped)),
+            ("skipped (no subscribers)", str(self.idle_skipped)),
+            ("errors", str(self.errors)),
+        ]
+        kv += [(f"latency {k} (ms)", f"{v:.1f}") for k, v in self.latency_ms.items()]
+        kv += [(f"errors: {k}", str(v)) for k, v in sorted(self.errors_by_kind.items())]
+        if self.last_error:
+            kv.append(("last error", self.last_error))
+        return kv
+
+
+class PipelineStats:
+    """Input/output rates, latency percentiles, drops and errors; thread-safe, clock injectable."""
+
+    def __init__(
+        self, clock: Callable[[], float] = time.monotonic, window_s: float = 5.0, latency_samples: int = 500
+    ) -> None:
+        if window_s <= 0:
+            raise ValueError(f"window_s must be > 0, got {window_s}")
+        self._clock = clock
+        self._window_s = window_s
+        self._lock = threading.Lock()
+        self._in_times: deque[float] = deque()
+        self._out_times: deque[float] = deque()
+        self._latencies: deque[float] = deque(maxlen=latency_samples)
+        self.frames_in = 0
+        self.frames_out = 0
+        self.dropped = 0
+        self.idle_skipped = 0
+        self.errors = 0
+        self.errors_by_kind: dict[str, int] = {}
+        self.last_error = ""
+
+    def on_input(self, now: float | None = None) -> None:
+        with self._lock:
+            self.frames_in += 1
+            self._in_times.append(self._clock() if now is None else now)
+
+    def on_drop(self, count: int = 1) -> None:
+        with self._lock:
+            self.dropped += count
+
+    def on_idle(self) -> None:
+        with self._lock:
+            self.idle_skipped += 1
+
+    def on_output(self, latency_s: float, now: float | None = None) -> None:
+        with self._lock:
+            self.frames_out += 1
+            self._out_times.append(self._clock() if now is None else now)
+            self._latencies.append(max(0.0, float(latency_s)))
+
+    def on_error(self, error: FrameError) -> None:
+        with self._lock:
+            self.errors += 1
+            self.errors_by_kind[error.kind] = self.errors_by_kind.get(error.kind, 0) + 1
+            self.last_error = f"[{error.kind}] {error}"
+
+    def snapshot(self) -> StatsSnapshot:
+        with self._lock:
+            now = self._clock()
+            latency: dict[str, float] = {}
+            if self._latencies:
+                ms = np.asarray(self._latencies, dtype=np.float64) * 1000.0
+                p50, p90, p99 = np.percentile(ms, [50, 90, 99])
+                latency = {"p50": float(p50), "p90": float(p90), "p99": float(p99), "max": float(ms.max())}
+            return StatsSnapshot(
+                frames_in=self.frames_in,
+                frames_out=self.frames_out,
+                dropped=self.dropped,
+                idle_skipped=self.idle_skipped,
+                errors=self.errors,
+                errors_by_kind=dict(self.errors_by_kind),
+                last_error=self.last_error,
+                input_rate_hz=_rate(self._in_times, now, self._window_s),
+                output_rate_hz=_rate(self._out_times, now, self._window_s),
+                latency_ms=latency,
+            )
+
+
+OK, WARN, ERROR = 0, 1, 2  # diagnostic_msgs/DiagnosticStatus levels
+
+
+class HealthMonitor:
+    """Level and message of the node's diagnostic status from successive `StatsSnapshot`s."""
+
+    def __init__(self) -> None:
+        self._last_errors = 0
+
+    def evaluate(
+        self, snap: StatsSnapshot, worker_alive: bool = True, subscribed: bool = True
+    ) -> tuple[int, str]:
+        new_errors, self._last_errors = snap.errors - self._last_errors, snap.errors
+        if not worker_alive:
+            return ERROR, "inference thread stopped; restart the node"
+        if new_errors > 0:
+            return WARN, f"{new_errors} frame(s) failed since the last report; last: {snap.last_error}"
+        if snap.frames_in == 0:
+            return WARN, "no image received yet on 'image' (check the remapping and the QoS reliability)"
+        if snap.input_rate_hz == 0.0:
+            return WARN, "image stream stalled: fewer than 2 images on 'image' in the last 5 s"
+        if not subscribed:
+            return OK, "idle: nobody subscribes to the depth outputs"
+        p50 = snap.latency_ms.get("p50")
+        latency = f", latency p50 {p50:.0f} ms" if p50 is not None else ""
+        return OK, f"{snap.output_rate_hz:.1f} Hz out of {snap.input_rate_hz:.1f} Hz in{latency}"
+
+
+class LogThrottle:
+    """Per-key throttling of repeated log messages (one message per key per `period_s`).
+
+    `check(key)` returns None while the key is throttled, else how many messages of that key were
+    suppressed since the last one that was logged (so the log line can say so).
+    """
+
+    def __init__(self, period_s: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self._period = period_s
+        self._clock = clock
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def check(self, key: str) -> int | None:
+        with self._lock:
+            now = self._clock()
+            last = self._last.get(key)
+            if last is not None and now - last < self._period:
+                self._suppressed[key] = self._suppressed.get(key, 0) + 1
+                return None
+            self._last[key] = now
+            return self._suppressed.pop(key, 0)
+
+
+class RateLimiter:
+    """Minimum spacing between inference starts for `target_rate` Hz (0 = unlimited)."""
+
+    def __init__(self, rate_hz: float, clock: Callable[[], float] = time.monotonic) -> None:
+        if not rate_hz >= 0 or math.isinf(rate_hz):
+            raise ValueError(f"rate must be a finite number >= 0 Hz, got {rate_hz}")
+        self._period = 1.0 / rate_hz if rate_hz > 0 else 0.0
+        self._clock = clock
+        self._last: float | None = None
+
+    def delay(self) -> float:
+        """Seconds to wait before the next inference may start (0 when it may start now)."""
+        if self._last is None or self._period == 0.0:
+            return 0.0
+        return max(0.0, self._last + self._period - self._clock())
+
+    def mark(self) -> None:
+        """An inference starts now."""
+        self._last = self._clock()
+
+
+# --- camera_info geometry ------------------------------------------------------------------------
+
+
+def _image_transform(info: Any) -> tuple[np.ndarray, tuple[int, int]]:
+    """(A, (h, w)): A maps full-resolution calibrated pixels to the pixels of the published image
+    (ROI crop, then binning, as image_geometry does), and (h, w) is that image's size (REP 104)."""
+    full_h, full_w = int(info.height), int(info.width)
+    bx, by = max(1, int(getattr(info, "binning_x", 0))), max(1, int(getattr(info, "binning_y", 0)))
+    roi = getattr(info, "roi", None)
+    x0 = y0 = 0
+    h, w = full_h, full_w
+    if roi is not None and int(roi.width) > 0 and int(roi.height) > 0:
+        x0, y0, h, w = int(roi.x_offset), int(roi.y_offset), int(roi.height), int(roi.width)
+    A = np.array([[1.0 / bx, 0.0, -x0 / bx], [0.0, 1.0 / by, -y0 / by], [0.0, 0.0, 1.0]])
+    return A, (h // by, w // bx)
+
+
+def _has_binning_or_roi(info: Any) -> bool:
+    roi = getattr(info, "roi", None)
+    return (
+        int(getattr(info, "binning_x", 0)) > 1
+        or int(getattr(info, "binning_y", 0)) > 1
+        or (roi is not None and int(roi.width) > 0 and int(roi.height) > 0)
+    )
+
+
+def camera_info_geometry(info: Any) -> tuple[np.ndarray, tuple[int, int]]:
+    """(K, (h, w)) of the image a CameraInfo describes: the 3x3 camera matrix the network should use
+    and the image size, with ROI and binning applied.
+
+    K is the left 3x3 of the projection matrix P — the matrix of the *rectified* image, which is what
+    image_geometry and depth_image_proc use — or the intrinsic matrix K when P is all zeros.
+    Raises FrameError (kind "camera_info") for an uncalibrated or malformed CameraInfo.
+    """
+    try:
+        calib = camera_info_to_calibration(info)
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise FrameError("camera_info", f"unusable camera_info: {exc}") from None
+    P = calib.P[:, :3]
+    M = P if P[0, 0] > 0 and P[1, 1] > 0 else calib.K
+    A, size = _image_transform(info)
+    if size[0] <= 0 or size[1] <= 0:
+        raise FrameError("camera_info", f"camera_info ROI/binning leave an empty image ({size[0]}x{size[1]})")
+    return A @ M, size
+
+
+def _resize_matrix(src_hw: tuple[int, int], out_hw: tuple[int, int]) -> np.ndarray:
+    """Pixel map of a resize src → out (pixel-corner convention, as `geometry.scale_intrinsics`)."""
+    sx, sy = out_hw[1] / src_hw[1], out_hw[0] / src_hw[0]
+    return np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5], [0.0, 0.0, 1.0]])
+
+
+def scale_camera_info(info: Any, out_hw: tuple[int, int]) -> Any:
+    """A copy of CameraInfo `info` describing its image resized to `out_hw` (H, W).
+
+    K and P are scaled (Tx = -fx·B scales with fx); D and R are unchanged. When `info` uses ROI or
+    binning, the copy describes the resized image directly (binning 0, empty ROI). With the same size
+    and no ROI/binning the copy equals `info`. Works on rclpy and rosbags messages alike.
+    """
+    out_h, out_w = (int(v) for v in out_hw)
+    if out_h <= 0 or out_w <= 0:
+        raise ValueError(f"output size must be positive, got {out_h}x{out_w}")
+    A, src_hw = _image_transform(info)
+    if src_hw[0] <= 0 or src_hw[1] <= 0:
+        raise ValueError(f"camera_info describes an empty image ({src_hw[0]}x{src_hw[1]})")
+    M = _resize_matrix(src_hw, (out_h, out_w)) @ A
+    out = copy.copy(info)
+    K = M @ np.asarray(info.k, dtype=np.float64).reshape(3, 3)
+    P = M @ np.asarray(info.p, dtype=np.float64).reshape(3, 4)
+    out.k = K.reshape(-1).astype(np.float64)
+    out.p = P.reshape(-1).astype(np.float64)
+    out.height, out.width = out_h, out_w
+    if _has_binning_or_roi(info):
+        out.binning_x, out.binning_y = 0, 0
+        roi = copy.copy(info.roi)
+        roi.x_offset, roi.y_offset, roi.height, roi.width = 0, 0, 0, 0
+        out.roi = roi
+    return out
+
+
+def _with_header(info: Any, header: Any) -> Any:
+    out = copy.copy(info)
+    out.header = header
+    return out
+
+
+# --- the pipeline --------------------------------------------------------------------------------
+
+
+@dataclass
+class InputFrame:
+    """One camera frame as received: the Image message (or an RGB array), its header, the latest
+    camera_info at arrival (None when none has arrived or camera_info is off), arrival time (clock s)."""
+
+    image: Any
+    header: Any
+    camera_info: Any | None
+    received_s: float
+
+
+@dataclass
+class DepthResult:
+    """The outputs for one frame. `images[name] = (array, encoding)` for the requested image outputs;
+    publish each with `header` (the input header, unchanged) and `camera_info` on depth/camera_info."""
+
+    header: Any
+    stamp_ns: int
+    frame_id: str
+    images: dict[str, tuple[np.ndarray, str]]
+    camera_info: Any | None
+    K: np.ndarray | None
+    latency_s: float
+    warnings: list[tuple[str, str]] = field(default_factory=list)  # (throttle key, message)
+
+
+NO_CAMERA_INFO_WARNING = (
+    "no camera_info received yet on 'camera_info': depth assumes the training camera's focal length and "
+    "depth/camera_info is not published (remap camera_info, or set use_camera_info:=false)"
+)
+
+
+class DepthPipeline:
+    """Frames in, REP 118 depth/uncertainty images out; the node's logic without ROS.
+
+    Args:
+        estimator: anything with `estimate(rgb, K) -> (depth, sigma)` (normally a `DepthEstimator`).
+        params: validated node parameters (outputs to produce, sigma threshold, colour range, ...).
+        decode: Image message -> RGB uint8 HxWx3. The node passes cv_bridge
+            (`imgmsg_to_cv2(msg, desired_encoding="rgb8")`); the default is
+            `ros_messages.msg_to_image` (rgb8, bgr8, mono8, rgba8, bgra8, yuv422, yuv422_yuy2).
+        clock: monotonic seconds, for latencies and rates (injectable for tests).
+    """
+
+    def __init__(
+        self,
+        estimator: Estimator,
+        params: NodeParams,
+        *,
+        decode: Callable[[Any], np.ndarray] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.estimator = estimator
+        self.params = params
+        self.enabled: tuple[str, ...] = params.enabled_outputs()
+        self._decode = decode or msg_to_image
+        self._clock = clock
+        self.stats = PipelineStats(clock=clock)
+        self.slot: LatestFrameSlot[InputFrame] = LatestFrameSlot()
+        self._camera_info: Any | None = None
+        self._lock = threading.Lock()
+
+    # -- input side (camera callbacks) --
+
+    def set_camera_info(self, msg: Any) -> None:
+        """Remember the latest CameraInfo (attached to the frames submitted after it)."""
+        with self._lock:
+            self._camera_info = msg
+
+    @property
+    def camera_info(self) -> Any | None:
+        with self._lock:
+            return self._camera_info
+
+    def make_frame(self, image: Any, header: Any | None = None) -> InputFrame:
+        """An InputFrame for an Image message (header taken from it) or an RGB array plus `header`."""
+        if header is None:
+            header = getattr(image, "header", None)
+            if header is None:
+                raise ValueError("an image array needs a header (std_msgs/Header with stamp and frame_id)")
+        info = self.camera_info if self.params.use_camera_info else None
+        return InputFrame(image=image, header=header, camera_info=info, received_s=self._clock())
+
+    def submit(self, image: Any, header: Any | None = None) -> bool:
+        """Queue a frame for the inference thread; True when it replaced a pending frame (a drop)."""
+        frame = self.make_frame(image, header)
+        self.stats.on_input(frame.received_s)
+        replaced = self.slot.put(frame)
+        if replaced:
+            self.stats.on_drop()
+        return replaced
+
+    def active_outputs(self, subscribers: Mapping[str, int]) -> frozenset[str]:
+        """Enabled outputs that have subscribers (`subscribers[name]` = count); empty = skip inference."""
+        return frozenset(name for name in self.enabled if subscribers.get(name, 0) > 0)
+
+    # -- processing (inference thread) --
+
+    def process(self, frame: InputFrame, outputs: Collection[str] | None = None) -> DepthResult:
+        """Run one frame. `outputs` (default: all enabled) selects which images to build.
+
+        Returns the result and counts it as an output; raises FrameError (counted) for a bad frame.
+        """
+        try:
+            result = self._process(frame, self.enabled if outputs is None else outputs)
+        except FrameError as err:
+            self.stats.on_error(err)
+            raise
+        self.stats.on_output(result.latency_s)
+        return result
+
+    def _process(self, frame: InputFrame, outputs: Collection[str]) -> DepthResult:
+        unknown = set(outputs) - set(OUTPUTS)
+        if unknown:
+            raise ValueError(f"unknown output(s) {sorted(unknown)}; known: {list(OUTPUTS)}")
+        header = frame.header
+        try:
+            stamp_ns, frame_id = stamp_to_ns(header.stamp), str(header.frame_id)
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise FrameError("header", f"image header without a usable stamp/frame_id: {exc}") from None
+        where = f"frame {frame_id!r} at {stamp_ns / 1e9:.3f} s"
+        rgb = self._rgb(frame.image, where)
+        height, width = rgb.shape[:2]
+        warnings: list[tuple[str, str]] = []
+
+        K = None
+        info = frame.camera_info
+        if info is not None:
+            try:
+                K, info_hw = camera_info_geometry(info)
+            except FrameError as err:
+                raise FrameError(err.kind, f"{where}: {err}") from None
+            if info_hw != (height, width):
+                raise FrameError(
+                    "camera_info",
+                    f"{where}: camera_info describes a {info_hw[1]}x{info_hw[0]} (WxH) image but the image "
+                    f"is {width}x{height}; remap camera_info to the calibration of this image topic",
+                )
+            info_frame = str(getattr(getattr(info, "header", None), "frame_id", ""))
+            if info_frame and info_frame != frame_id:
+                warnings.append(
+                    (
+                        "camera_info_frame",
+                        f"camera_info frame_id {info_frame!r} differs from the image's {frame_id!r}",
+                    )
+                )
+        elif self.params.use_camera_info:
+            warnings.append(("no_camera_info", NO_CAMERA_INFO_WARNING))
+
+        depth, sigma = self._estimate(rgb, K, where)
+
+        images: dict[str, tuple[np.ndarray, str]] = {}
+        if "depth" in outputs:
+            images["depth"] = (depth, "32FC1")
+        if "uncertainty" in outputs:
+            images["uncertainty"] = (sigma, "32FC1")
+        if "confident" in outputs:
+            images["confident"] = (confident_depth(depth, sigma, self.params.sigma_threshold), "32FC1")
+        try:
+            if "depth_colorized" in outputs:
+                max_depth = self.params.max_depth or None
+                images["depth_colorized"] = (_bgr(colorize_depth(depth, max_depth=max_depth)), "bgr8")
+            if "uncertainty_colorized" in outputs:
+                images["uncertainty_colorized"] = (_bgr(colorize_uncertainty(sigma)), "bgr8")
+        except (ValueError, TypeError) as exc:
+            raise FrameError("output", f"{where}: colourising failed: {exc}") from None
+
+        out_info = None
+        if info is not None and "camera_info" in outputs:
+            out_info = _with_header(info, header)
+            if depth.shape != (height, width):  # only if an estimator returns another size than the camera's
+                out_info = scale_camera_info(out_info, depth.shape)
+        return DepthResult(
+            header=header,
+            stamp_ns=stamp_ns,
+            frame_id=frame_id,
+            images=images,
+            camera_info=out_info,
+            K=K,
+            latency_s=self._clock() - frame.received_s,
+            warnings=warnings,
+        )
+
+    def _rgb(self, image: Any, where: str) -> np.ndarray:
+        if isinstance(image, np.ndarray):
+            rgb = image
+        else:
+            encoding = getattr(image, "encoding", "?")
+            try:
+                rgb = self._decode(image)
+            except Exception as exc:  # cv_bridge raises CvBridgeError, msg_to_image ValueError
+                raise FrameError(
+                    "decode",
+                    f"{where}: cannot convert {encoding!r} image to rgb8: {type(exc).__name__}: {exc}",
+                ) from None
+        rgb = np.asarray(rgb)
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+            raise FrameError(
+                "decode",
+                f"{where}: expected an RGB uint8 HxWx3 image, got {rgb.dtype} of shape {rgb.shape} "
+                f"(colour encodings: rgb8, bgr8, mono8, rgba8, bgra8, yuv422; depth images are not input)",
+            )
+        if rgb.shape[0] == 0 or rgb.shape[1] == 0:
+            raise FrameError("decode", f"{where}: image has zero size ({rgb.shape[1]}x{rgb.shape[0]})")
+        return rgb
+
+    def _estimate(self, rgb: np.ndarray, K: np.ndarray | None, where: str) -> tuple[np.ndarray, np.ndarray]:
+        try:
+            depth, sigma = self.estimator.estimate(rgb, K)
+        except Exception as exc:  # a failing frame must not stop the node (CUDA OOM, bad size, ...)
+            raise FrameError("inference", f"{where}: inference failed: {type(exc).__name__}: {exc}") from None
+        depth = np.asarray(depth, dtype=np.float32)
+        sigma = np.asarray(sigma, dtype=np.float32)
+        if depth.ndim != 2 or depth.shape != sigma.shape or depth.size == 0:
+            raise FrameError(
+                "inference",
+                f"{where}: the estimator returned depth {depth.shape} and sigma {sigma.shape}; expected two "
+                "equal non-empty HxW maps",
+            )
+        depth = to_rep118_depth(depth)
+        return depth, clean_sigma(sigma, depth)
+
+
+def to_rep118_depth(depth: np.ndarray) -> np.ndarray:
+    """REP 117/118 depth: float32, C-contiguous, NaN wherever depth is not a finite positive number."""
+    d = np.asarray(depth, dtype=np.float32)
+    with np.errstate(invalid="ignore"):
+        valid = np.isfinite(d) & (d > 0)
+    return np.ascontiguousarray(np.where(valid, d, np.float32(np.nan)), dtype=np.float32)
+
+
+def clean_sigma(sigma: np.ndarray, depth: np.ndarray) -> np.ndarray:
+    """sigma as float32 with NaN where depth is invalid or sigma is not a finite number >= 0."""
+    s = np.asarray(sigma, dtype=np.float32)
+    with np.errstate(invalid="ignore"):
+        valid = np.isfinite(s) & (s >= 0) & np.isfinite(depth)
+    return np.ascontiguousarray(np.where(valid, s, np.float32(np.nan)), dtype=np.float32)
+
+
+def confident_depth(depth: np.ndarray, sigma: np.ndarray, threshold: float) -> np.ndarray:
+    """depth with NaN where sigma > threshold (m) or sigma is NaN."""
+    with np.errstate(invalid="ignore"):
+        keep = sigma <= np.float32(threshold)
+    return np.ascontiguousarray(np.where(keep, depth, np.float32(np.nan)), dtype=np.float32)
+
+
+def _bgr(rgb: np.ndarray) -> np.ndarray:
+    rgb = np.asarray(rgb)
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ValueError(f"colour map must be RGB uint8 HxWx3, got {rgb.dtype} {rgb.shape}")
+    return np.ascontiguousarray(rgb[:, :, ::-1])
+
+
+# --- inference thread ----------------------------------------------------------------------------
+
+
+class InferenceWorker:
+    """The inference thread: take the newest frame, process it off the executor thread, hand it on.
+
+    Args:
+        pipeline: the DepthPipeline whose slot this worker drains.
+        wanted: returns the outputs somebody listens to now (empty: skip the frame, counted as idle).
+        on_result: publishes a DepthResult (exceptions become "publish" FrameErrors).
+        on_error: reports a FrameError (the node logs it, throttled).
+        rate_hz: at most this many inferences per second (0: unlimited).
+    """
+
+    def __init__(
+        self,
+        pipeline: DepthPipeline,
+        wanted: Callable[[], Collection[str]],
+        on_result: Callable[[DepthResult], None],
+        on_error: Callable[[FrameError], None],
+        *,
+        rate_hz: float = 0.0,
+        poll_s: float = 0.2,
+        name: str = "adu_depth_inference",
+    ) -> None:
+        self.pipeline = pipeline
+        self._wanted = wanted
+        self._on_result = on_result
+        self._on_error = on_error
+        self._limiter = RateLimiter(rate_hz)
+        self._poll_s = poll_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float | None = 5.0) -> None:
+        self._stop.set()
+        self.pipeline.slot.close()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def _report(self, err: FrameError) -> None:
+        try:
+            self._on_error(err)
+        except Exception:  # a failing logger must not kill the inference thread
+            pass
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            wait = self._limiter.delay()
+            if wait > 0:
+                self._stop.wait(wait)
+                continue
+            frame = self.pipeline.slot.take(timeout=self._poll_s)
+            if frame is None:
+                continue
+            try:
+                self._step(frame)
+            except Exception as exc:  # never let one frame end the thread
+                err = FrameError("internal", f"unexpected {type(exc).__name__}: {exc}")
+                self.pipeline.stats.on_error(err)
+                self._report(err)
+
+    def _step(self, frame: InputFrame) -> None:
+        wanted = self._wanted()
+        if not wanted:
+            self.pipeline.stats.on_idle()
+            return
+        self._limiter.mark()
+        try:
+            result = self.pipeline.process(frame, wanted)
+        except FrameError as frame_error:
+            self._report(frame_error)
+            return
+        try:
+            self._on_result(result)
+        except Exception as exc:
+            publish_error = FrameError(
+                "publish", f"publishing frame {result.frame_id!r} failed: {type(exc).__name__}: {exc}"
+            )
+            self.pipeline.stats.on_error(publish_error)
+            self._report(publish_error)
