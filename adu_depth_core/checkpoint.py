@@ -62,8 +62,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # torch raises many types for corrupt files
-        raise ValueError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from None
+    except Exception as exc:  # torch raises many types for corrupt files; keep the first line of its story
+        reason = (str(exc).strip().splitlines() or [""])[0]
+        raise ValueError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {reason})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise ValueError(f"{path}: not an adu_depth checkpoint (expected format {FORMAT!r})")
     return ckpt
