@@ -22,6 +22,7 @@ _EXPORTS = {
     "write_kitti_tree": "kitti",
     "DrivingStereoDataset": "drivingstereo",
     "write_drivingstereo_tree": "drivingstereo",
+    "RosbagStereoDataset": "rosbag_dataset",
     "StereoPipeline": "transforms",
     "make_sample": "transforms",
     "to_tensors": "transforms",
