@@ -11,7 +11,9 @@ setup(
     version="0.1.0",
     description="ADU-Depth: stereo-to-mono distilled metric depth with uncertainty, for ROS 2",
     python_requires=">=3.10",
-    packages=find_packages(include=["adu_depth_core", "adu_depth_core.*", "adu_depth_ros", "adu_depth_ros.*"]),
+    packages=find_packages(
+        include=["adu_depth_core", "adu_depth_core.*", "adu_depth_ros", "adu_depth_ros.*"]
+    ),
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
