@@ -1,0 +1,266 @@
+"""`adu-depth eval`: evaluate a checkpoint / ONNX graph / TensorRT engine on KITTI, DrivingStereo or the rig.
+
+adu-depth eval --model student.onnx --dataset kitti --data-path kitti_raw --gt-path data_depth_annotated \\
+    --split splits/eigen_test_files_with_gt.txt --crop garg_kb --json eigen.json
+adu-depth eval --model student.pt --dataset kitti --data-path KITTI --split splits/kitti_official_val.txt \\
+    --protocol kitti-official --policy kb_crop
+adu-depth eval --model teacher.pt --dataset synthetic --frames 60 --size 128x416  # a teacher: stereo input
+adu-depth eval --model student.pt --dataset kitti --data-path synth_kitti --crop garg  # a tree from `synth`
+
+Frames go to the model at full camera resolution as RGB uint8 with the sample's K (the estimator applies its
+resize/crop policy and the focal correction, exactly as `bag-eval` and the ROS node do). Datasets are built
+in eval mode: no augmentation, no crop. Prints the paper's Table 1 (Table 2 with --protocol kitti-official)
+and writes JSON (docs/EVALUATION.md, "Commands").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+HELP = "Evaluate a checkpoint / ONNX / engine on KITTI, DrivingStereo or synthetic data"
+DATASETS = ("kitti", "drivingstereo", "synthetic")
+PROTOCOLS = {"eigen": "eigen", "kitti-official": "official"}
+
+log = logging.getLogger("adu_depth.eval")
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """Model, backend and scoring options shared with `bag-eval`."""
+    from adu_depth_core.evaluation import CROPS, MAX_DEPTH, MIN_DEPTH
+    from adu_depth_core.runtime import BACKENDS, POLICIES
+
+    parser.add_argument(
+        "--model", required=True, help="student checkpoint (.pt), ONNX file, TensorRT engine, or teacher .pt"
+    )
+    parser.add_argument(
+        "--backend", default="auto", choices=BACKENDS, help="inference backend (default: auto)"
+    )
+    parser.add_argument(
+        "--policy", default="resize", choices=POLICIES, help="camera frame → network input (default: resize)"
+    )
+    parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the GPU when present)")
+    parser.add_argument(
+        "--crop",
+        choices=CROPS,
+        help="evaluation crop (docs/EVALUATION.md; default: none, but garg_kb for `eval` on KITTI with "
+        "--protocol eigen)",
+    )
+    parser.add_argument("--min-depth", type=float, default=MIN_DEPTH, help=f"(default: {MIN_DEPTH:g} m)")
+    parser.add_argument(
+        "--max-depth", type=float, default=MAX_DEPTH, help=f"depth cap (default: {MAX_DEPTH:g} m)"
+    )
+    parser.add_argument(
+        "--median-scaling", action="store_true", help="scale predictions by median(gt)/median(pred) per image"
+    )
+    parser.add_argument(
+        "--json", type=Path, metavar="OUT", help="write the metrics (and per-image records) here"
+    )
+    parser.add_argument(
+        "--save-vis", type=Path, metavar="DIR", help="write per-image panels and the sparsification plot"
+    )
+    parser.add_argument(
+        "--max-vis", type=int, default=20, help="panels to write with --save-vis (default: 20)"
+    )
+    parser.add_argument("--name", help="method name in the table (default: the model file name)")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_model_arguments(parser)
+    parser.add_argument("--dataset", required=True, choices=DATASETS)
+    parser.add_argument(
+        "--data-path",
+        type=Path,
+        help="kitti: raw-data root (official splits: the folder holding depth_selection/); "
+        "drivingstereo: its root; not used by synthetic",
+    )
+    parser.add_argument(
+        "--gt-path",
+        type=Path,
+        help="kitti: depth-annotation root (default: the gt_path of a `synth` tree's synth_meta.json)",
+    )
+    parser.add_argument(
+        "--split",
+        type=Path,
+        metavar="FILE",
+        help="kitti: split file (default: the only file in DATA/splits/); drivingstereo: optional image list",
+    )
+    parser.add_argument(
+        "--raw-path", type=Path, help="kitti official split: raw root for right views (teacher)"
+    )
+    parser.add_argument(
+        "--ds-folder", help="drivingstereo: folder prefix, e.g. test (default: test, or the only one present)"
+    )
+    parser.add_argument(
+        "--protocol",
+        choices=tuple(PROTOCOLS),
+        default="eigen",
+        help="table layout: eigen (paper Table 1) or kitti-official (Table 2)",
+    )
+    parser.add_argument(
+        "--flip-tta", action="store_true", help="average with the mirrored image's prediction"
+    )
+    parser.add_argument("--limit", type=int, metavar="N", help="evaluate only the first N samples")
+    synth = parser.add_argument_group("synthetic rig (--dataset synthetic)")
+    synth.add_argument("--frames", type=int, default=60, help="frames to render (default: 60)")
+    synth.add_argument("--size", default="128x416", help="rendered size HxW (default: 128x416)")
+    synth.add_argument(
+        "--synth-split", choices=("train", "val", "test"), default="test", help="seed range (default: test)"
+    )
+    synth.add_argument("--first-index", type=int, default=0, help="first frame within the split (default: 0)")
+    synth.add_argument("--rig-preset", default="stereo_matters", help="rig preset (default: stereo_matters)")
+    synth.add_argument(
+        "--rig-config", type=Path, help="YAML of RigConfig fields applied on top of the preset"
+    )
+
+
+def default_crop(dataset: str, protocol: str) -> str:
+    """KITTI's Eigen protocol as the paper's Table 1 (NeWCRFs: Garg crop on the KB crop); none otherwise."""
+    return "garg_kb" if dataset == "kitti" and protocol == "eigen" else "none"
+
+
+def _kitti(args: argparse.Namespace, needs_right: bool):
+    from adu_depth_core.data.kitti import KittiDepthDataset, parse_split_file
+
+    if args.data_path is None:
+        raise ValueError("--dataset kitti needs --data-path (the KITTI raw-data root)")
+    data = Path(args.data_path)
+    if not data.is_dir():
+        raise FileNotFoundError(f"--data-path is not a folder: {data}")
+    split = args.split
+    if split is None:
+        candidates = sorted((data / "splits").glob("*.txt"))
+        if len(candidates) != 1:
+            found = ", ".join(p.name for p in candidates) or "none"
+            raise ValueError(
+                f"--dataset kitti needs --split FILE (split files in {data / 'splits'}: {found})"
+            )
+        split = candidates[0]
+        log.info("split file: %s", split)
+    gt_path = args.gt_path
+    meta_file = data / "synth_meta.json"
+    if gt_path is None and meta_file.is_file():
+        gt_rel = json.loads(meta_file.read_text()).get("gt_path")
+        if gt_rel:
+            gt_path = data / gt_rel
+            log.info("ground truth: %s (from %s)", gt_path, meta_file)
+    if gt_path is None and any(e.kind == "eigen" and e.gt is not None for e in parse_split_file(split)):
+        raise ValueError(f"{split} names ground-truth files: pass --gt-path (the depth-annotation root)")
+    return KittiDepthDataset(
+        data,
+        gt_path,
+        split,
+        mode="eval",
+        kb_crop=False,
+        crop_size=None,
+        raw_path=args.raw_path,
+        require_right=needs_right,
+    )
+
+
+def _drivingstereo(args: argparse.Namespace):
+    from adu_depth_core.data.drivingstereo import DrivingStereoDataset
+
+    if args.data_path is None:
+        raise ValueError("--dataset drivingstereo needs --data-path (the DrivingStereo root)")
+    root = Path(args.data_path)
+    if not root.is_dir():
+        raise FileNotFoundError(f"--data-path is not a folder: {root}")
+    folder = args.ds_folder
+    if folder is None:
+        present = sorted(p.name[: -len("-left-image")] for p in root.glob("*-left-image") if p.is_dir())
+        folder = "test" if "test" in present or len(present) != 1 else present[0]
+    return DrivingStereoDataset(root, folder, list_file=args.split, mode="eval", crop_size=None)
+
+
+def _synthetic(args: argparse.Namespace):
+    from adu_depth_core.config import from_dict, parse_size, read_yaml, to_dict
+    from adu_depth_core.data.synthetic import RigConfig, SyntheticStereoDataset
+
+    if args.data_path is not None:
+        raise ValueError(
+            "--data-path is not used with --dataset synthetic: frames are rendered (see --frames, --size, "
+            "--synth-split); evaluate a tree written by `adu-depth synth` with --dataset kitti/drivingstereo"
+        )
+    data = to_dict(RigConfig.preset(args.rig_preset))
+    if args.rig_config:
+        data.update(read_yaml(args.rig_config))
+    rig = from_dict(RigConfig, data, prefix="rig")
+    return SyntheticStereoDataset(
+        args.frames,
+        parse_size(args.size),
+        args.synth_split,
+        first_index=args.first_index,
+        rig=rig,
+        mode="eval",
+    )
+
+
+def build_eval_dataset(args: argparse.Namespace, needs_right: bool = False) -> Any:
+    """The dataset of `args.dataset` in eval mode (no augmentation, no crop, full resolution)."""
+    if args.dataset == "kitti":
+        return _kitti(args, needs_right)
+    if args.dataset == "drivingstereo":
+        return _drivingstereo(args)
+    return _synthetic(args)
+
+
+def report(result: Any, args: argparse.Namespace, protocol: str, extra: dict[str, Any] | None = None) -> None:
+    """Print the table and write JSON / pictures' locations (shared with `bag-eval`)."""
+    name = args.name or Path(args.model).name
+    print(result.table(name, protocol=protocol))
+    lat = result.latency()
+    if lat["latency_p50_ms"] is not None:
+        print(
+            f"{result.n_images} images scored, {result.n_skipped} skipped; predictor latency "
+            f"p50 {lat['latency_p50_ms']:.1f} ms, p90 {lat['latency_p90_ms']:.1f} ms, "
+            f"p99 {lat['latency_p99_ms']:.1f} ms"
+        )
+    else:
+        print(f"{result.n_images} images scored, {result.n_skipped} skipped")
+    if args.json is not None:
+        from adu_depth_core.checkpoint import atomic_write_bytes
+
+        payload = {**(extra or {}), **result.to_dict()}
+        atomic_write_bytes(args.json, (json.dumps(payload, indent=2) + "\n").encode())
+        log.info("wrote %s", args.json)
+    if args.save_vis is not None:
+        log.info("wrote %d pictures to %s", len(result.vis_paths), args.save_vis)
+
+
+def run(args: argparse.Namespace) -> int:
+    from adu_depth_core.evaluate import dataset_samples, evaluate_samples, load_predictor
+
+    if args.limit is not None and args.limit < 1:
+        raise ValueError(f"--limit must be >= 1, got {args.limit}")
+    if args.max_vis < 0:
+        raise ValueError(f"--max-vis must be >= 0, got {args.max_vis}")
+    protocol = PROTOCOLS[args.protocol]
+    crop = args.crop or default_crop(args.dataset, args.protocol)
+    predictor = load_predictor(args.model, args.backend, args.policy, args.device)
+    if args.flip_tta and predictor.needs_right:
+        raise ValueError("--flip-tta is not defined for a stereo teacher (mirroring swaps the views)")
+    dataset = build_eval_dataset(args, predictor.needs_right)
+    n = len(dataset) if args.limit is None else min(len(dataset), args.limit)
+    log.info("evaluating %s on %d %s samples (crop %s, protocol %s)", predictor.name, n, args.dataset, crop,
+             args.protocol)  # fmt: skip
+    meta = {"dataset": args.dataset, "protocol": args.protocol, "data_path": str(args.data_path or "")}
+    if args.split is not None:
+        meta["split"] = str(args.split)
+    result = evaluate_samples(
+        predictor,
+        dataset_samples(dataset, args.limit),
+        crop=crop,
+        flip_tta=args.flip_tta,
+        min_depth=args.min_depth,
+        max_depth=args.max_depth,
+        median_scaling=args.median_scaling,
+        save_vis_dir=args.save_vis,
+        max_vis=args.max_vis,
+        meta=meta,
+    )
+    report(result, args, protocol)
+    return 0
