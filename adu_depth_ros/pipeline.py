@@ -28,12 +28,20 @@ import time
 from collections import deque
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Generic, NamedTuple, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
 
-from adu_depth_core.data.ros_messages import camera_info_to_calibration, msg_to_image, stamp_to_ns
+from adu_depth_core.data import camera_info as ci
+from adu_depth_core.data.camera_info import scale_camera_info
+from adu_depth_core.data.ros_messages import msg_to_image, stamp_to_ns
 from adu_depth_core.evaluation.visualize import colorize_depth, colorize_uncertainty
+from adu_depth_core.runtime.outputs import (
+    OUTPUTS,
+    clean_sigma,
+    confident_depth,
+    to_rep118_depth,
+)
 
 from .params import NodeParams
 
@@ -43,23 +51,6 @@ T = TypeVar("T")
 
 IMAGE_TOPIC = "image"
 CAMERA_INFO_TOPIC = "camera_info"
-
-
-class OutputSpec(NamedTuple):
-    topic: str
-    encoding: str | None  # None: a CameraInfo, not an Image
-
-
-# Output name -> relative topic and encoding. Relative names: launch files remap them (depth_image_proc).
-OUTPUTS: dict[str, OutputSpec] = {
-    "depth": OutputSpec("depth/image", "32FC1"),
-    "camera_info": OutputSpec("depth/camera_info", None),
-    "uncertainty": OutputSpec("depth/uncertainty", "32FC1"),
-    "confident": OutputSpec("depth/confident", "32FC1"),
-    "depth_colorized": OutputSpec("depth/colorized", "bgr8"),
-    "uncertainty_colorized": OutputSpec("depth/uncertainty/colorized", "bgr8"),
-}
-IMAGE_OUTPUTS = tuple(name for name, spec in OUTPUTS.items() if spec.encoding is not None)
 
 
 class Estimator(Protocol):
@@ -324,81 +315,12 @@ class RateLimiter:
 # --- camera_info geometry ------------------------------------------------------------------------
 
 
-def _image_transform(info: Any) -> tuple[np.ndarray, tuple[int, int]]:
-    """(A, (h, w)): A maps full-resolution calibrated pixels to the pixels of the published image
-    (ROI crop, then binning, as image_geometry does), and (h, w) is that image's size (REP 104)."""
-    full_h, full_w = int(info.height), int(info.width)
-    bx, by = max(1, int(getattr(info, "binning_x", 0))), max(1, int(getattr(info, "binning_y", 0)))
-    roi = getattr(info, "roi", None)
-    x0 = y0 = 0
-    h, w = full_h, full_w
-    if roi is not None and int(roi.width) > 0 and int(roi.height) > 0:
-        x0, y0, h, w = int(roi.x_offset), int(roi.y_offset), int(roi.height), int(roi.width)
-    A = np.array([[1.0 / bx, 0.0, -x0 / bx], [0.0, 1.0 / by, -y0 / by], [0.0, 0.0, 1.0]])
-    return A, (h // by, w // bx)
-
-
-def _has_binning_or_roi(info: Any) -> bool:
-    roi = getattr(info, "roi", None)
-    return (
-        int(getattr(info, "binning_x", 0)) > 1
-        or int(getattr(info, "binning_y", 0)) > 1
-        or (roi is not None and int(roi.width) > 0 and int(roi.height) > 0)
-    )
-
-
 def camera_info_geometry(info: Any) -> tuple[np.ndarray, tuple[int, int]]:
-    """(K, (h, w)) of the image a CameraInfo describes: the 3x3 camera matrix the network should use
-    and the image size, with ROI and binning applied.
-
-    K is the left 3x3 of the projection matrix P — the matrix of the *rectified* image, which is what
-    image_geometry and depth_image_proc use — or the intrinsic matrix K when P is all zeros.
-    Raises FrameError (kind "camera_info") for an uncalibrated or malformed CameraInfo.
-    """
+    """`data.camera_info.camera_info_geometry`, with its errors as per-frame `FrameError`s."""
     try:
-        calib = camera_info_to_calibration(info)
-    except (ValueError, TypeError, AttributeError) as exc:
-        raise FrameError("camera_info", f"unusable camera_info: {exc}") from None
-    P = calib.P[:, :3]
-    M = P if P[0, 0] > 0 and P[1, 1] > 0 else calib.K
-    A, size = _image_transform(info)
-    if size[0] <= 0 or size[1] <= 0:
-        raise FrameError("camera_info", f"camera_info ROI/binning leave an empty image ({size[0]}x{size[1]})")
-    return A @ M, size
-
-
-def _resize_matrix(src_hw: tuple[int, int], out_hw: tuple[int, int]) -> np.ndarray:
-    """Pixel map of a resize src → out (pixel-corner convention, as `geometry.scale_intrinsics`)."""
-    sx, sy = out_hw[1] / src_hw[1], out_hw[0] / src_hw[0]
-    return np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5], [0.0, 0.0, 1.0]])
-
-
-def scale_camera_info(info: Any, out_hw: tuple[int, int]) -> Any:
-    """A copy of CameraInfo `info` describing its image resized to `out_hw` (H, W).
-
-    K and P are scaled (Tx = -fx·B scales with fx); D and R are unchanged. When `info` uses ROI or
-    binning, the copy describes the resized image directly (binning 0, empty ROI). With the same size
-    and no ROI/binning the copy equals `info`. Works on rclpy and rosbags messages alike.
-    """
-    out_h, out_w = (int(v) for v in out_hw)
-    if out_h <= 0 or out_w <= 0:
-        raise ValueError(f"output size must be positive, got {out_h}x{out_w}")
-    A, src_hw = _image_transform(info)
-    if src_hw[0] <= 0 or src_hw[1] <= 0:
-        raise ValueError(f"camera_info describes an empty image ({src_hw[0]}x{src_hw[1]})")
-    M = _resize_matrix(src_hw, (out_h, out_w)) @ A
-    out = copy.copy(info)
-    K = M @ np.asarray(info.k, dtype=np.float64).reshape(3, 3)
-    P = M @ np.asarray(info.p, dtype=np.float64).reshape(3, 4)
-    out.k = K.reshape(-1).astype(np.float64)
-    out.p = P.reshape(-1).astype(np.float64)
-    out.height, out.width = out_h, out_w
-    if _has_binning_or_roi(info):
-        out.binning_x, out.binning_y = 0, 0
-        roi = copy.copy(info.roi)
-        roi.x_offset, roi.y_offset, roi.height, roi.width = 0, 0, 0, 0
-        out.roi = roi
-    return out
+        return ci.camera_info_geometry(info)
+    except ValueError as exc:
+        raise FrameError("camera_info", str(exc)) from None
 
 
 def _with_header(info: Any, header: Any) -> Any:
@@ -631,29 +553,6 @@ class DepthPipeline:
             )
         depth = to_rep118_depth(depth)
         return depth, clean_sigma(sigma, depth)
-
-
-def to_rep118_depth(depth: np.ndarray) -> np.ndarray:
-    """REP 117/118 depth: float32, C-contiguous, NaN wherever depth is not a finite positive number."""
-    d = np.asarray(depth, dtype=np.float32)
-    with np.errstate(invalid="ignore"):
-        valid = np.isfinite(d) & (d > 0)
-    return np.ascontiguousarray(np.where(valid, d, np.float32(np.nan)), dtype=np.float32)
-
-
-def clean_sigma(sigma: np.ndarray, depth: np.ndarray) -> np.ndarray:
-    """sigma as float32 with NaN where depth is invalid or sigma is not a finite number >= 0."""
-    s = np.asarray(sigma, dtype=np.float32)
-    with np.errstate(invalid="ignore"):
-        valid = np.isfinite(s) & (s >= 0) & np.isfinite(depth)
-    return np.ascontiguousarray(np.where(valid, s, np.float32(np.nan)), dtype=np.float32)
-
-
-def confident_depth(depth: np.ndarray, sigma: np.ndarray, threshold: float) -> np.ndarray:
-    """depth with NaN where sigma > threshold (m) or sigma is NaN."""
-    with np.errstate(invalid="ignore"):
-        keep = sigma <= np.float32(threshold)
-    return np.ascontiguousarray(np.where(keep, depth, np.float32(np.nan)), dtype=np.float32)
 
 
 def _bgr(rgb: np.ndarray) -> np.ndarray:

@@ -14,12 +14,11 @@ import pytest
 
 from adu_depth_core.data import ros_messages as rm
 from adu_depth_core.evaluation.visualize import colorize_depth, colorize_uncertainty
+from adu_depth_core.runtime.outputs import IMAGE_OUTPUTS, OUTPUTS
 from adu_depth_ros.params import NodeParams, params_from_values
 from adu_depth_ros.pipeline import (
     ERROR,
-    IMAGE_OUTPUTS,
     OK,
-    OUTPUTS,
     WARN,
     DepthPipeline,
     FrameError,

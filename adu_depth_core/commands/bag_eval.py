@@ -171,7 +171,7 @@ class _Calibrations:
     """camera_info messages by stamp: the one with the image's stamp, else the nearest in time."""
 
     def __init__(self, messages: list[tuple[int, Any]], topic: str):
-        from adu_depth_ros.pipeline import camera_info_geometry
+        from adu_depth_core.data.camera_info import camera_info_geometry
 
         self.topic = topic
         messages = sorted(messages, key=lambda m: m[0])  # header stamps need not follow bag order
@@ -402,7 +402,7 @@ def _output_messages(
     from adu_depth_core.data import ros_messages as rm
     from adu_depth_core.data import rosbag_io as rb
     from adu_depth_core.evaluation import colorize_depth, colorize_uncertainty
-    from adu_depth_ros.pipeline import OUTPUTS, clean_sigma, confident_depth, to_rep118_depth
+    from adu_depth_core.runtime.outputs import OUTPUTS, clean_sigma, confident_depth, to_rep118_depth
 
     ns = "/" + args.out_namespace.strip("/") if args.out_namespace.strip("/") else ""
     topic = {name: f"{ns}/{spec.topic}" for name, spec in OUTPUTS.items()}
