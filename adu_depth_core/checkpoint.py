@@ -24,6 +24,8 @@ from typing import Any
 import torch
 
 FORMAT = "adu_depth/1"
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 STAGES = ("teacher", "student")
 
 
@@ -33,6 +35,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
