@@ -1,0 +1,166 @@
+"""`build_dataset(data_cfg, split)`: a training config's `data` section → a dataset of stereo samples.
+
+One place maps `DataConfig` (adu_depth_core.train.config) to the dataset classes, so `train`, `ablate`
+and `eval` read data the same way. Training samples get the random crop to the training size and the
+configured augmentation; validation and test samples are never augmented (centre crop to `eval_size`
+when given).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover - the config module imports this package, not the reverse
+    from adu_depth_core.models import ModelConfig
+    from adu_depth_core.train.config import DataConfig
+
+SPLITS = ("train", "val", "test")
+
+
+def _sizes(
+    cfg: DataConfig, model_cfg: ModelConfig | None
+) -> tuple[tuple[int, int] | None, tuple[int, int] | None]:
+    train_size = cfg.input_size or (tuple(model_cfg.input_size) if model_cfg is not None else None)
+    return (tuple(train_size) if train_size else None), (tuple(cfg.eval_size) if cfg.eval_size else None)
+
+
+def _pipeline_kwargs(cfg: DataConfig, split: str, train_size, eval_size, seed: int) -> dict[str, Any]:
+    if split == "train":
+        aug = cfg.augment
+        return dict(
+            mode="train",
+            crop_size=train_size,
+            augment=aug.enabled,
+            rotation_deg=aug.rotation_deg,
+            flip_prob=aug.flip_prob,
+            color_prob=aug.color_prob,
+            seed=seed,
+        )
+    return dict(mode="eval", crop_size=eval_size, seed=seed)
+
+
+class _RenderCache:
+    """Memoises `SyntheticRig.render` per seed: a frame is a pure function of (seed, rig, size)."""
+
+    def __init__(self, rig: Any):
+        self._rig = rig
+        self._frames: dict[int, Any] = {}
+
+    def render(self, seed: int) -> Any:
+        frame = self._frames.get(seed)
+        if frame is None:
+            frame = self._frames[seed] = self._rig.render(seed)
+        return frame
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._rig, name)
+
+
+def _synthetic(cfg: DataConfig, split: str, train_size, eval_size, seed: int):
+    from adu_depth_core.data.synthetic import SyntheticStereoDataset
+
+    frames = {"train": cfg.train_frames, "val": cfg.val_frames, "test": cfg.test_frames}[split]
+    if frames <= 0:
+        raise ValueError(f"data.{split}_frames is 0: the synthetic rig has no {split} split")
+    render = tuple(cfg.render_size) if cfg.render_size else (train_size or eval_size)
+    if render is None:
+        raise ValueError("data.render_size (or the training size) is needed to render the synthetic rig")
+    ds = SyntheticStereoDataset(
+        frames, render, split, rig=cfg.rig, **_pipeline_kwargs(cfg, split, train_size, eval_size, seed)
+    )
+    if cfg.cache:
+        ds.rig = _RenderCache(ds.rig)
+    return ds
+
+
+def _require_file(path: str | None, what: str) -> Path:
+    if not path:
+        raise ValueError(f"{what} is not set")
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{what} not found: {p}")
+    return p
+
+
+def _kitti(cfg: DataConfig, split: str, train_size, eval_size, seed: int):
+    from adu_depth_core.data.kitti import KittiDepthDataset, parse_split_file
+
+    split_file = _require_file(cfg.split_file(split), f"data.{split}_split")
+    official = any(e.kind == "official" for e in parse_split_file(split_file))
+    root = cfg.root
+    if not root:
+        raise ValueError("data.root (the KITTI raw-data root) is not set")
+    if official:
+        if not cfg.eval_root:
+            raise ValueError(
+                f"{split_file} lists official depth_selection/ images: set data.eval_root to the folder "
+                "that holds depth_selection/"
+            )
+        data_path, raw_path = cfg.eval_root, root
+    else:
+        data_path, raw_path = root, None
+    return KittiDepthDataset(
+        data_path,
+        cfg.gt_root,
+        split_file,
+        kb_crop=cfg.kb_crop,
+        raw_path=raw_path,
+        **_pipeline_kwargs(cfg, split, train_size, eval_size, seed),
+    )
+
+
+def _drivingstereo(cfg: DataConfig, split: str, train_size, eval_size, seed: int):
+    from adu_depth_core.data.drivingstereo import DrivingStereoDataset
+
+    if not cfg.root:
+        raise ValueError("data.root (the DrivingStereo root) is not set")
+    folder = split
+    if split == "val" and not (Path(cfg.root) / "val-left-image").is_dir():
+        folder = "test"
+    list_file = cfg.split_file(split)
+    if list_file is not None:
+        _require_file(list_file, f"data.{split}_split")
+    return DrivingStereoDataset(
+        cfg.root, folder, list_file=list_file, **_pipeline_kwargs(cfg, split, train_size, eval_size, seed)
+    )
+
+
+BUILDERS = {"synthetic": _synthetic, "kitti": _kitti, "drivingstereo": _drivingstereo}
+
+
+def has_split(data_cfg: DataConfig, split: str) -> bool:
+    """Whether `data_cfg` describes `split` (without reading it): synthetic frames > 0, a KITTI split
+    file, or a DrivingStereo split list / folder."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    if data_cfg.kind == "synthetic":
+        return getattr(data_cfg, f"{split}_frames") > 0
+    if data_cfg.kind == "drivingstereo":
+        if data_cfg.split_file(split):
+            return True
+        root = Path(data_cfg.root or "")
+        folders = ("val", "test") if split == "val" else (split,)
+        return any((root / f"{f}-left-image").is_dir() for f in folders)
+    return bool(data_cfg.split_file(split))
+
+
+def build_dataset(data_cfg: DataConfig, split: str, model_cfg: ModelConfig | None = None, *, seed: int = 0):
+    """The dataset of `split` ("train", "val" or "test") described by `data_cfg`.
+
+    Args:
+        data_cfg: the `data` section of a training config.
+        split: which split; only "train" is augmented.
+        model_cfg: gives the training crop when `data_cfg.input_size` is None.
+        seed: augmentation seed (a sample's augmentation is a function of (seed, epoch, index)).
+
+    Raises FileNotFoundError for missing folders / split files and ValueError for a split the config
+    does not describe.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    builder = BUILDERS.get(data_cfg.kind)
+    if builder is None:
+        raise ValueError(f"unknown data.kind {data_cfg.kind!r}; expected one of {sorted(BUILDERS)}")
+    train_size, eval_size = _sizes(data_cfg, model_cfg)
+    return builder(data_cfg, split, train_size, eval_size, seed)

@@ -1,0 +1,450 @@
+"""Training engine: loss goes down (teacher and student), exact resume, checkpoint round trip, errors before
+training, schedule / sampler / RNG-state helpers, and the Table 4 ablation runner — all on the nano preset
+at 64x192 with a handful of synthetic frames."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from adu_depth_core.checkpoint import load_checkpoint, save_checkpoint
+from adu_depth_core.cli import main as cli_main
+from adu_depth_core.config import from_dict, to_dict
+from adu_depth_core.data.factory import build_dataset
+from adu_depth_core.data.synthetic import rig_intrinsics
+from adu_depth_core.models import load_model
+from adu_depth_core.train import distributed as du
+from adu_depth_core.train.ablation import parse_rows, run_ablation
+from adu_depth_core.train.config import TrainConfig, load_train_config
+from adu_depth_core.train.engine import DepthTrainer, train
+from adu_depth_core.train.hooks import HookBase, PolynomialLR, metric_mode
+from adu_depth_core.train.state import FocalStats, get_rng_state, set_rng_state
+
+SIZE = [64, 192]
+
+
+def tiny(tmp_path: Path, name: str = "run", **top) -> dict:
+    """A config dict for a few CPU steps: nano preset, 64x192, 12 training frames, batch 4."""
+    d = {
+        "stage": "teacher",
+        "model": {"preset": "nano", "input_size": SIZE, "max_depth": 80.0},
+        "data": {
+            "kind": "synthetic",
+            "train_frames": 12,
+            "val_frames": 3,
+            "test_frames": 3,
+            "augment": {"enabled": True, "rotation_deg": 0.0, "flip_prob": 0.5, "color_prob": 0.5},
+        },
+        "optim": {"lr": 1e-3, "end_lr": 1e-4},
+        "distill": {"min_depth": 1.0, "enc_levels": [1, 2, 3], "dec_levels": [1, 2, 3]},
+        "steps": 6,
+        "batch_size": 4,
+        "num_workers": 0,
+        "val_every": 0,
+        "ckpt_every": 0,
+        "log_every": 2,
+        "out_dir": str(tmp_path / name),
+        "progress": False,
+    }
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(d.get(key), dict):
+            d[key] = {**d[key], **value}
+        else:
+            d[key] = value
+    return d
+
+
+def cfg_of(d: dict) -> TrainConfig:
+    return from_dict(TrainConfig, d)
+
+
+def fixed_batch(trainer: DepthTrainer, n: int = 4) -> dict:
+    """The first n validation samples, collated: the same inputs before and after training."""
+    ds = build_dataset(trainer.cfg.data, "val", trainer.cfg.model)
+    return torch.utils.data.default_collate([ds[i] for i in range(min(n, len(ds)))])
+
+
+@torch.no_grad()
+def batch_loss(trainer: DepthTrainer, batch: dict) -> dict[str, float]:
+    trainer.objective.eval()
+    try:
+        gt = batch["depth"]
+        if trainer.stage == "teacher":
+            out = trainer.objective(torch.cat([batch["left"], batch["right"]], 1), gt)
+        else:
+            t_out = trainer.teacher(torch.cat([batch["left"], batch["right"]], 1))
+            out = trainer.objective(batch["left"], gt, t_out, 10**6)
+        return {k: float(v) for k, v in out.items()}
+    finally:
+        trainer.objective.train()
+
+
+def state_equal(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.fixture(scope="module")
+def teacher_ckpt(tmp_path_factory) -> Path:
+    """A teacher trained for a few steps (shared by the student tests)."""
+    tmp = tmp_path_factory.mktemp("teacher")
+    summary = train(cfg_of(tiny(tmp, "teacher", steps=8)))
+    return Path(summary["last"])
+
+
+# ------------------------------------------------------------------------------------------ learning
+
+
+def test_teacher_training_lowers_the_loss_on_a_fixed_batch(tmp_path):
+    trainer = DepthTrainer(cfg_of(tiny(tmp_path, steps=30, data={"augment": {"enabled": False}})))
+    batch = fixed_batch(trainer)
+    before = batch_loss(trainer, batch)
+    trainer.train()
+    after = batch_loss(trainer, batch)
+    assert set(before) == {"silog", "total"}
+    assert after["total"] < 0.85 * before["total"], (before, after)
+    assert trainer.iter == 30
+    lrs = trainer.optimizer.param_groups[0]["lr"]
+    assert lrs == pytest.approx(1e-4, rel=1e-6)  # the poly schedule ends at end_lr
+
+
+def test_student_training_lowers_the_distillation_loss(tmp_path, teacher_ckpt):
+    d = tiny(tmp_path, stage="student", teacher_checkpoint=str(teacher_ckpt), steps=14)
+    trainer = DepthTrainer(cfg_of(d))
+    assert trainer.teacher is not None and not trainer.teacher.training
+    assert all(not p.requires_grad for p in trainer.teacher.parameters())
+    teacher_before = {k: v.clone() for k, v in trainer.teacher.state_dict().items()}
+    batch = fixed_batch(trainer)
+    before = batch_loss(trainer, batch)
+    trainer.train()
+    after = batch_loss(trainer, batch)
+    for term in ("silog", "umr", "umf", "focal"):
+        assert before[term] > 0, term  # the full objective is active
+    assert after["total"] < 0.8 * before["total"], (before, after)
+    assert after["silog"] < before["silog"], (before, after)  # the student's own depth improved too
+    # the teacher stayed frozen, the adapters were trained and are in the checkpoint
+    assert state_equal(teacher_before, trainer.teacher.state_dict())
+    ckpt = load_checkpoint(trainer.last_checkpoint)
+    assert ckpt["stage"] == "student" and ckpt["adapters"].keys() == trainer.distill_loss.state_dict().keys()
+    assert ckpt["meta"]["teacher"]["path"] == str(teacher_ckpt)
+
+
+# ------------------------------------------------------------------------------------------ resume
+
+
+class StopAfter(HookBase):
+    """Simulates a killed run: raises once `iter` reaches `step` (after the checkpoint hook ran)."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def after_step(self) -> None:
+        if self.trainer.iter == self.step:
+            raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("stage", ["teacher", "student"])
+def test_killed_and_resumed_run_matches_an_uninterrupted_one(tmp_path, stage, teacher_ckpt):
+    # 12 frames / batch 4 = 3 batches per epoch: 8 steps cross two epoch boundaries, the kill at step 4
+    # lands inside epoch 1; augmentation (flip, colour) is on, so its seeding must survive too.
+    extra = {"teacher_checkpoint": str(teacher_ckpt)} if stage == "student" else {}
+    d = tiny(tmp_path, "full", stage=stage, steps=8, deterministic=True, ckpt_every=4, val_every=4, **extra)
+    full = DepthTrainer(cfg_of(d))
+    full.train()
+
+    d_int = {**d, "out_dir": str(tmp_path / "interrupted")}
+    killed = DepthTrainer(cfg_of(d_int), extra_hooks=[StopAfter(4)])
+    with pytest.raises(KeyboardInterrupt):
+        killed.train()
+    assert killed.iter == 4
+    ckpt = load_checkpoint(tmp_path / "interrupted" / "last.pt")
+    assert (
+        ckpt["step"] == 4 and ckpt["data_state"]["epoch"] == 1 and ckpt["data_state"]["batch_in_epoch"] == 1
+    )
+
+    torch.manual_seed(1234)  # resuming must not depend on the process' RNG state
+    np.random.seed(99)
+    resumed = DepthTrainer(cfg_of(d_int), resume=tmp_path / "interrupted" / "last.pt")
+    assert resumed.iter == 4
+    resumed.train()
+    assert resumed.iter == 8
+    assert state_equal(full.model.state_dict(), resumed.model.state_dict())
+    if stage == "student":
+        assert state_equal(full.distill_loss.state_dict(), resumed.distill_loss.state_dict())
+    a, b = load_checkpoint(full.last_checkpoint), load_checkpoint(resumed.last_checkpoint)
+    assert a["focal_stats"] == b["focal_stats"]
+    assert a["hooks"]["EvalHook"]["best_value"] == b["hooks"]["EvalHook"]["best_value"]
+    assert torch.equal(a["optimizer"]["state"][0]["exp_avg"], b["optimizer"]["state"][0]["exp_avg"])
+
+
+def test_resume_refuses_another_stage_or_model(tmp_path, teacher_ckpt):
+    d = tiny(tmp_path, stage="student", teacher_checkpoint=str(teacher_ckpt))
+    with pytest.raises(ValueError, match="'teacher' checkpoint, this run trains the student"):
+        DepthTrainer(cfg_of(d), resume=teacher_ckpt)
+    other = tiny(tmp_path, model={"max_depth": 50.0})
+    with pytest.raises(ValueError, match="model config differs"):
+        DepthTrainer(cfg_of(other), resume=teacher_ckpt)
+
+
+# ------------------------------------------------------------------------------------------ checkpoints
+
+
+def test_checkpoint_round_trip_reproduces_outputs_and_records_metadata(tmp_path, teacher_ckpt):
+    d = tiny(tmp_path, stage="student", teacher_checkpoint=str(teacher_ckpt), steps=2, val_every=1)
+    trainer = DepthTrainer(cfg_of(d))
+    trainer.train()
+    ckpt = torch.load(trainer.last_checkpoint, weights_only=True)  # plain weights_only load works
+    model = load_model(ckpt)
+    x = torch.rand(2, 3, *SIZE)
+    trainer.model.eval()
+    with torch.no_grad():
+        a, b = trainer.model(x), model(x)
+    assert torch.equal(a.depth, b.depth) and torch.equal(a.log_var, b.log_var)
+    meta = ckpt["meta"]
+    fx = float(rig_intrinsics(tuple(SIZE))[0, 0])
+    assert meta["focal_px"] == pytest.approx(fx, rel=1e-5)
+    assert meta["focal_px_min"] == pytest.approx(fx, rel=1e-5) and meta["focal_px_max"] == pytest.approx(
+        fx, rel=1e-5
+    )
+    assert ckpt["focal_stats"]["count"] == 2 * 4  # every training sample of 2 steps x batch 4
+    assert meta["preset"] == "nano" and meta["input_size"] == SIZE and meta["max_depth"] == 80.0
+    assert meta["versions"]["torch"] == str(torch.__version__)
+    assert ckpt["config"] == to_dict(cfg_of(d))
+    assert from_dict(TrainConfig, ckpt["config"]) == cfg_of(d)
+    assert ckpt["step"] == 2 and ckpt["scheduler"]["last_epoch"] == 2
+    # best.pt by abs_rel: validation ran at steps 1 and 2, best.pt holds the better one
+    out = Path(d["out_dir"])
+    vals = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    val_rows = [v for v in vals if v["kind"] == "val"]
+    assert [v["step"] for v in val_rows] == [1, 2]
+    best = min(val_rows, key=lambda v: v["abs_rel"])
+    best_ckpt = load_checkpoint(out / "best.pt")
+    assert best_ckpt["step"] == best["step"]
+    assert best_ckpt["hooks"]["EvalHook"]["best_value"] == pytest.approx(best["abs_rel"])
+    # dense metrics of the rig and the student's uncertainty metrics are logged
+    assert {"dense_abs_rel", "ause_abs_rel", "aurg_rmse", "n_images"} <= set(val_rows[-1])
+    train_rows = [v for v in vals if v["kind"] == "train"]
+    assert {"loss/total", "loss/silog", "loss/umr", "lr"} <= set(train_rows[0])
+    assert list((out / "tb").glob("events.out.tfevents.*"))
+    assert yaml.safe_load((out / "config.yaml").read_text()) == to_dict(cfg_of(d))
+
+
+def test_rng_state_round_trip_is_weights_only_safe(tmp_path):
+    random.seed(3)
+    np.random.seed(4)
+    torch.manual_seed(5)
+    np.random.standard_normal()  # leaves a cached gaussian in numpy's state
+    state = get_rng_state()
+    expected = (random.random(), np.random.standard_normal(), torch.rand(3))
+    save_checkpoint(tmp_path / "c.pt", {"stage": "teacher", "model_config": {}, "model": {}, "rng": [state]})
+    loaded = load_checkpoint(tmp_path / "c.pt")["rng"][0]
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+    set_rng_state(loaded)
+    got = (random.random(), np.random.standard_normal(), torch.rand(3))
+    assert got[0] == expected[0] and got[1] == expected[1] and torch.equal(got[2], expected[2])
+
+
+def test_focal_stats_merge_and_meta():
+    a, b = FocalStats(), FocalStats()
+    a.update(torch.tensor([700.0, 710.0]))
+    b.update(torch.tensor([720.0]))
+    a.merge(b)
+    assert a.meta() == {"focal_px": pytest.approx(710.0), "focal_px_min": 700.0, "focal_px_max": 720.0}
+    assert FocalStats().meta()["focal_px"] is None
+
+
+# ------------------------------------------------------------------------------------------ errors
+
+
+def test_student_with_missing_teacher_fails_before_training(tmp_path):
+    d = tiny(tmp_path, stage="student", teacher_checkpoint=str(tmp_path / "nope.pt"))
+    with pytest.raises(FileNotFoundError, match="teacher checkpoint not found"):
+        DepthTrainer(cfg_of(d))
+    assert not Path(d["out_dir"]).exists()  # nothing was written
+
+
+def test_student_with_a_non_teacher_checkpoint_fails_before_training(tmp_path, teacher_ckpt):
+    student = train(
+        cfg_of(tiny(tmp_path, "student", stage="student", teacher_checkpoint=str(teacher_ckpt), steps=1))
+    )
+    d = tiny(tmp_path, "s2", stage="student", teacher_checkpoint=student["last"])
+    with pytest.raises(ValueError, match="must come from a teacher run"):
+        DepthTrainer(cfg_of(d))
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="not a readable checkpoint"):
+        DepthTrainer(cfg_of({**d, "teacher_checkpoint": str(junk)}))
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {}}, foreign)
+    with pytest.raises(ValueError, match="not an adu_depth checkpoint"):
+        DepthTrainer(cfg_of({**d, "teacher_checkpoint": str(foreign)}))
+    other_size = tiny(
+        tmp_path, "s3", stage="student", teacher_checkpoint=str(teacher_ckpt), model={"input_size": [96, 320]}
+    )
+    with pytest.raises(ValueError, match="teacher was built for input"):
+        DepthTrainer(cfg_of(other_size))
+    assert not (tmp_path / "s2").exists() and not (tmp_path / "s3").exists()
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("stepz=3", "unknown config key"),
+        ("optim.lrr=1", r"unknown config key\(s\) \['lrr'\] in 'optim'"),
+        ("steps", "expected key=value"),
+        ("steps=abc", "steps: expected an integer"),
+        ("epochs=3", "exactly one of 'steps' and 'epochs'"),
+        ("amp=fp8", "amp: expected one of"),
+        ("data.kind=kitti", "data.root is required"),
+        ("model.input_size=[64,200]", "multiples of 32"),
+        ("optim.end_lr=1", "end_lr <= lr"),
+        ("stage=student", "needs teacher_checkpoint"),
+        ("data.augment.flip_prob=2", "flip_prob must be in"),
+        ("best_metric=abs_rell", "best_metric 'abs_rell' is not a validation metric"),
+        ("best_metric=ause_rmse", "the teacher has none"),
+    ],
+)
+def test_bad_config_is_a_clear_error(tmp_path, override, message):
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(tiny(tmp_path)))
+    with pytest.raises(ValueError, match=message):
+        load_train_config(path, [override])
+
+
+def test_cli_reports_config_errors_in_one_line_and_trains(tmp_path, capsys):
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(tiny(tmp_path, steps=2)))
+    assert cli_main(["train", "--config", str(path), "--set", "bogus=1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown config key(s) ['bogus']" in err[0]
+    assert cli_main(["train", "--config", str(tmp_path / "missing.yaml")]) == 2
+    assert "config file not found" in capsys.readouterr().err
+    out = tmp_path / "cli_out"
+    assert cli_main(["train", "--config", str(path), "--out", str(out)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["steps"] == 2 and Path(summary["last"]) == out / "last.pt"
+    # a second fresh run into the same folder is refused; --resume of a finished run is a no-op
+    assert cli_main(["train", "--config", str(path), "--out", str(out)]) == 2
+    assert "already holds checkpoints" in capsys.readouterr().err
+    assert cli_main(["train", "--resume", str(out / "last.pt"), "--set", "steps=3"]) == 0
+    assert load_checkpoint(out / "last.pt")["step"] == 3  # config taken from the checkpoint, steps extended
+
+
+def test_non_finite_loss_raises_with_step_and_terms(tmp_path):
+    trainer = DepthTrainer(cfg_of(tiny(tmp_path)))
+
+    class Broken(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, *args):
+            out = self.inner(*args)
+            return {**out, "total": out["total"] * float("nan")}
+
+    trainer.wrapped = Broken(trainer.objective)
+    trainer.iter = 0
+    with pytest.raises(FloatingPointError, match=r"non-finite at step 0: \{'silog': .*'total': nan"):
+        trainer.train()
+
+
+# ------------------------------------------------------------------------------------------ parts
+
+
+def test_polynomial_lr_matches_newcrfs_formula():
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.Adam([p], lr=2e-5)
+    sched = PolynomialLR(opt, total_steps=100, end_lr=2e-6, power=0.9)
+    lrs = []
+    for _ in range(101):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[0] == pytest.approx(2e-5)
+    assert lrs[50] == pytest.approx((2e-5 - 2e-6) * 0.5**0.9 + 2e-6)
+    assert lrs[100] == pytest.approx(2e-6)
+    assert all(a >= b for a, b in zip(lrs, lrs[1:]))
+    assert "total_steps" not in sched.state_dict()
+    warm = PolynomialLR(torch.optim.Adam([p], lr=1.0), total_steps=10, end_lr=0.0, power=1.0, warmup_steps=4)
+    assert warm.get_last_lr()[0] == pytest.approx(0.25)
+
+
+def test_sampler_order_depends_only_on_seed_and_epoch_and_shards_cover_the_data():
+    n, world = 10, 3
+    shards = [du.ResumableShardedSampler(n, rank=r, world_size=world, seed=7) for r in range(world)]
+    for s in shards:
+        s.set_epoch(2)
+    items = [list(s) for s in shards]
+    assert all(len(it) == 4 for it in items)  # ceil(10 / 3), padded by wrapping
+    indices = [i for it in items for i, _, _ in it]
+    assert set(indices) == set(range(n)) and len(indices) == 12
+    again = du.ResumableShardedSampler(n, rank=1, world_size=world, seed=7)
+    again.set_epoch(2)
+    assert list(again) == items[1]
+    again.set_epoch(3)
+    assert [i for i, _, _ in again] != [i for i, _, _ in items[1]] or n < 3
+    again.set_epoch(2, start=2)
+    assert list(again) == items[1][2:] and len(again) == 2
+    seeds = {s for it in items for _, _, s in it}
+    assert len(seeds) == 12  # a distinct augmentation seed per (epoch, position)
+
+
+def test_metric_direction():
+    assert metric_mode("abs_rel") == "min" and metric_mode("dense_rmse") == "min"
+    assert metric_mode("d1") == "max" and metric_mode("aurg_abs_rel") == "max"
+
+
+def test_epoch_budget(tmp_path):
+    trainer = DepthTrainer(cfg_of(tiny(tmp_path, steps=None, epochs=1)))
+    assert trainer.max_iter == trainer.batches_per_epoch == 3  # 12 frames, batch 4, last batch dropped
+
+
+# ------------------------------------------------------------------------------------------ ablation
+
+
+def test_ablation_trains_the_teacher_and_rows_and_writes_the_table(tmp_path, capsys):
+    teacher_path = tmp_path / "teacher" / "last.pt"
+    student = cfg_of(tiny(tmp_path, "unused", stage="student", teacher_checkpoint=str(teacher_path), steps=2))
+    with pytest.raises(FileNotFoundError, match="--train-teacher"):
+        run_ablation(student, tmp_path / "abl", rows=["full"])
+    teacher = cfg_of(tiny(tmp_path, "t", steps=3))
+    result = run_ablation(student, tmp_path / "abl", rows=["Baseline", "full"], teacher_cfg=teacher)
+    assert teacher_path.is_file() and load_checkpoint(teacher_path)["step"] == 3
+    assert list(result["rows"]) == ["Teacher", "Baseline", "Full"]
+    for name, row in result["rows"].items():
+        assert row["sparse"]["n_images"] == 3 and math.isfinite(row["sparse"]["abs_rel"]), name
+        assert math.isfinite(row["dense"]["abs_rel"]), name
+    assert result["rows"]["Baseline"]["distill"]["mode"] == "baseline"
+    assert result["rows"]["Full"]["distill"]["mode"] == "full" and result["rows"]["Full"]["steps"] == 2
+    md = (tmp_path / "abl" / "ablation.md").read_text()
+    assert "| Teacher |" in md and "| Baseline |" in md and "| Full |" in md and "Dense GT" in md
+    assert "Sq Rel" in md and "Abs Rel" in md and "RMSE" in md
+    saved = json.loads((tmp_path / "abl" / "ablation.json").read_text())
+    assert saved["rows"]["Full"]["sparse"]["abs_rel"] == pytest.approx(
+        result["rows"]["Full"]["sparse"]["abs_rel"]
+    )
+    # a second run reuses the finished rows (same config) and gives the same numbers
+    stamp = (tmp_path / "abl" / "full" / "last.pt").stat().st_mtime_ns
+    again = run_ablation(student, tmp_path / "abl", rows=["full"])
+    assert (tmp_path / "abl" / "full" / "last.pt").stat().st_mtime_ns == stamp
+    assert again["rows"]["Full"]["sparse"] == result["rows"]["Full"]["sparse"]
+
+
+def test_ablation_rows_and_config_errors(tmp_path):
+    assert parse_rows(None) == ["baseline", "no_focal", "no_uem", "no_attention", "full"]
+    assert parse_rows(["Full", "-focal", "no_uem,Baseline"]) == ["baseline", "no_focal", "no_uem", "full"]
+    with pytest.raises(ValueError, match="unknown ablation row 'fancy'"):
+        parse_rows(["fancy"])
+    with pytest.raises(ValueError, match="needs a student config"):
+        run_ablation(cfg_of(tiny(tmp_path)), tmp_path / "a")
+    no_test = cfg_of(tiny(tmp_path, stage="student", teacher_checkpoint="x.pt", data={"test_frames": 0}))
+    with pytest.raises(ValueError, match="test_frames must be > 0"):
+        run_ablation(no_test, tmp_path / "a")
