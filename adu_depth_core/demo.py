@@ -1,0 +1,277 @@
+"""`adu-depth demo`: the whole system end to end on the synthetic stereo rig, on one CPU.
+
+Stages (each leaves its outputs in the work folder; a re-run skips finished stages and resumes an
+interrupted training from its `last.pt`):
+
+1. data      render the held-out test frames as a KITTI tree and as a rosbag2 (same seeds)
+2. teacher   train the stereo teacher (`training/configs/synthetic_teacher.yaml`)
+3. student   distil the monocular student from the frozen teacher (`synthetic_student.yaml`)
+4. baseline  the same student without distillation (`distill.mode=baseline`), same budget
+5. evaluate  teacher, baseline and student on the KITTI tree (Table 1 columns + AUSE/AURG)
+6. export    the student to ONNX, checked against PyTorch in ONNX Runtime
+7. bag_eval  the ONNX student on the test bag (`bag-eval`), writing an output bag with depth topics,
+             and the same ONNX model on the KITTI tree, to show both paths agree
+8. report    `report.md`, comparison panels and training curves
+
+Training frames are rendered in memory from the rig's train seed range (a pure function of the seed, so
+identical to writing them out and reading them back); validation uses the val seeds, tests the test seeds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from adu_depth_core.checkpoint import atomic_write_bytes
+
+log = logging.getLogger("adu_depth.demo")
+
+STAGES = ("data", "teacher", "student", "baseline", "evaluate", "export", "bag_eval", "report")
+MODELS = ("teacher", "baseline", "student")
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoBudget:
+    """How much the demo renders and trains. `full` fits 20 minutes on 2 CPU cores, `quick` 3 minutes."""
+
+    size: tuple[int, int]
+    train_frames: int
+    val_frames: int
+    test_frames: int
+    teacher_steps: int
+    student_steps: int
+    batch_size: int
+    val_every: int
+
+
+BUDGETS = {
+    "full": DemoBudget((96, 320), 400, 24, 40, 1200, 1200, 8, 300),
+    "quick": DemoBudget((64, 192), 48, 8, 8, 40, 40, 4, 20),
+}
+
+
+def recipe_path(name: str) -> Path:
+    """A recipe from `training/configs` (source checkout) or `share/adu_depth/training/configs` (install)."""
+    import sys
+
+    here = Path(__file__).resolve().parent.parent / "training" / "configs" / name
+    installed = Path(sys.prefix) / "share" / "adu_depth" / "training" / "configs" / name
+    for path in (here, installed):
+        if path.is_file():
+            return path
+    raise FileNotFoundError(f"recipe {name} not found in {here.parent} or {installed.parent}")
+
+
+class Demo:
+    """Runs the stages in a work folder; `stages.json` records which ones finished."""
+
+    def __init__(self, workdir: str | Path, budget: DemoBudget):
+        self.dir = Path(workdir)
+        self.budget = budget
+        self.size_arg = f"{budget.size[0]}x{budget.size[1]}"
+        self.state_path = self.dir / "stages.json"
+        self.state = self._read_state()
+
+    # --- bookkeeping ---------------------------------------------------------------------------------
+
+    def _read_state(self) -> dict[str, Any]:
+        if not self.state_path.is_file():
+            return {"budget": dataclasses.asdict(self.budget), "done": {}}
+        state = json.loads(self.state_path.read_text())
+        if state.get("budget") != json.loads(json.dumps(dataclasses.asdict(self.budget))):
+            raise ValueError(
+                f"{self.dir} holds a demo run with another budget ({state.get('budget')}); "
+                "use a new --workdir or the same options as before"
+            )
+        return state
+
+    def _mark_done(self, stage: str, seconds: float) -> None:
+        self.state["done"][stage] = {
+            "seconds": round(seconds, 1),
+            "finished": time.strftime("%Y-%m-%d %H:%M"),
+        }
+        atomic_write_bytes(self.state_path, json.dumps(self.state, indent=2).encode())
+
+    def path(self, *parts: str) -> Path:
+        return self.dir.joinpath(*parts)
+
+    def run(self) -> Path:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(self.state_path, json.dumps(self.state, indent=2).encode())
+        steps: dict[str, Callable[[], None]] = {name: getattr(self, f"stage_{name}") for name in STAGES}
+        start = time.perf_counter()
+        for i, name in enumerate(STAGES, 1):
+            if name in self.state["done"]:
+                log.info("[%d/%d] %s: already done, reusing it", i, len(STAGES), name)
+                continue
+            log.info("[%d/%d] %s ...", i, len(STAGES), name)
+            t0 = time.perf_counter()
+            steps[name]()
+            dt = time.perf_counter() - t0
+            self._mark_done(name, dt)
+            log.info(
+                "[%d/%d] %s done in %.0f s (total %.0f s)",
+                i,
+                len(STAGES),
+                name,
+                dt,
+                time.perf_counter() - start,
+            )
+        report = self.path("report.md")
+        log.info("demo finished: open %s", report)
+        return report
+
+    @staticmethod
+    def _cli(argv: list[str]) -> None:
+        from adu_depth_core.cli import main
+
+        log.info("  $ adu-depth %s", " ".join(argv))
+        code = main(argv)
+        if code != 0:
+            raise RuntimeError(f"`adu-depth {argv[0]}` failed with exit code {code} (see the message above)")
+
+    # --- stages --------------------------------------------------------------------------------------
+
+    def stage_data(self) -> None:
+        b = self.budget
+        for fmt, out in (("kitti", "test_kitti"), ("rosbag", "test_bag")):
+            target = self.path("data", out)
+            if target.exists():  # a finished writer renames into place, so an existing one is complete
+                continue
+            argv = [
+                "synth",
+                "--out",
+                str(target),
+                "--format",
+                fmt,
+                "--frames",
+                str(b.test_frames),
+                "--size",
+                self.size_arg,
+                "--seed",
+                "0",
+                "--split",
+                "test",
+            ]
+            self._cli(argv + (["--none-every", "0"] if fmt == "kitti" else []))
+
+    def _train(self, name: str, recipe: str, extra: list[str]) -> None:
+        from adu_depth_core.config import apply_overrides, from_dict, read_yaml
+        from adu_depth_core.train.config import TrainConfig
+        from adu_depth_core.train.engine import train
+
+        b = self.budget
+        steps = b.teacher_steps if name == "teacher" else b.student_steps
+        overrides = [
+            f"model.input_size=[{b.size[0]}, {b.size[1]}]",
+            f"data.train_frames={b.train_frames}",
+            f"data.val_frames={b.val_frames}",
+            f"data.test_frames={b.test_frames}",
+            f"steps={steps}",
+            f"batch_size={b.batch_size}",
+            f"val_every={b.val_every}",
+            f"ckpt_every={b.val_every}",
+            f"out_dir={self.path(name)}",
+            "num_workers=0",
+            *extra,
+        ]
+        cfg = from_dict(TrainConfig, apply_overrides(read_yaml(recipe_path(recipe)), overrides))
+        last = self.path(name, "last.pt")
+        train(cfg, resume=last if last.is_file() else None, overwrite=not last.is_file())
+
+    def checkpoint(self, name: str) -> Path:
+        """The model a stage produced: best on the validation seeds, else the last one."""
+        best = self.path(name, "best.pt")
+        return best if best.is_file() else self.path(name, "last.pt")
+
+    def stage_teacher(self) -> None:
+        self._train("teacher", "synthetic_teacher.yaml", [])
+
+    def stage_student(self) -> None:
+        self._train("student", "synthetic_student.yaml", [f"teacher_checkpoint={self.checkpoint('teacher')}"])
+
+    def stage_baseline(self) -> None:
+        self._train(
+            "baseline",
+            "synthetic_student.yaml",
+            [f"teacher_checkpoint={self.checkpoint('teacher')}", "distill.mode=baseline"],
+        )
+
+    def _eval(self, model: Path, json_out: Path, vis: Path | None) -> None:
+        argv = [
+            "eval",
+            "--model",
+            str(model),
+            "--dataset",
+            "kitti",
+            "--data-path",
+            str(self.path("data", "test_kitti")),
+            "--crop",
+            "none",
+            "--backend",
+            "torch" if model.suffix == ".pt" else "onnxruntime",
+            "--json",
+            str(json_out),
+        ]
+        if vis is not None:
+            argv += ["--save-vis", str(vis), "--max-vis", "4"]
+        self._cli(argv)
+
+    def stage_evaluate(self) -> None:
+        for name in MODELS:
+            self._eval(
+                self.checkpoint(name), self.path("eval", f"{name}.json"), self.path("eval", f"vis_{name}")
+            )
+
+    def stage_export(self) -> None:
+        self._cli(
+            [
+                "export",
+                "--model",
+                str(self.checkpoint("student")),
+                "--onnx",
+                str(self.path("student.onnx")),
+                "--size",
+                self.size_arg,
+            ]
+        )
+
+    def stage_bag_eval(self) -> None:
+        onnx = self.path("student.onnx")
+        out_bag = self.path("bag_eval", "student_depth_bag")
+        if out_bag.exists():  # written atomically by a previous, interrupted run of this stage
+            import shutil
+
+            shutil.rmtree(out_bag)
+        self._cli(
+            [
+                "bag-eval",
+                "--model",
+                str(onnx),
+                "--backend",
+                "onnxruntime",
+                "--bag",
+                str(self.path("data", "test_bag")),
+                "--image-topic",
+                "/camera/left/image_raw",
+                "--lidar-topic",
+                "/lidar/points",
+                "--crop",
+                "none",
+                "--out-bag",
+                str(out_bag),
+                "--json",
+                str(self.path("bag_eval", "bag_eval.json")),
+            ]
+        )
+        self._eval(onnx, self.path("bag_eval", "dataset_eval_onnx.json"), None)
+
+    def stage_report(self) -> None:
+        from adu_depth_core.demo_report import write_report
+
+        write_report(self)
