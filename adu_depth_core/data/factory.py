@@ -126,7 +126,47 @@ def _drivingstereo(cfg: DataConfig, split: str, train_size, eval_size, seed: int
     )
 
 
-BUILDERS = {"synthetic": _synthetic, "kitti": _kitti, "drivingstereo": _drivingstereo}
+def _rosbag(cfg: DataConfig, split: str, train_size, eval_size, seed: int):
+    from adu_depth_core.data.rosbag_dataset import RosbagStereoDataset
+
+    r = cfg.rosbag
+    if split == "test":
+        if not r.test_bags:
+            raise ValueError("data.rosbag.test_bags is empty: list held-out recordings for the test split")
+        bags, bag_split = r.test_bags, "all"
+    else:
+        bags, bag_split = r.bags, split
+    aug = cfg.augment
+    training = split == "train"
+    return RosbagStereoDataset(
+        bags,
+        left_topic=r.left_topic,
+        right_topic=r.right_topic,
+        left_info_topic=r.left_info_topic,
+        right_info_topic=r.right_info_topic,
+        gt_topic=r.gt_topic,
+        lidar_topic=r.lidar_topic,
+        stereo_tolerance_ns=r.stereo_tolerance_ns,
+        gt_tolerance_ns=r.gt_tolerance_ns,
+        T_cam_from_lidar=r.T_cam_from_lidar,
+        rectify=r.rectify,
+        require_gt=r.require_gt,
+        image_scale=r.image_scale,
+        split=bag_split,
+        split_mode=r.split_mode,
+        train_fraction=r.train_fraction,
+        split_gap_s=r.split_gap_s,
+        input_size=train_size if training else eval_size,
+        augment=aug.enabled and training,
+        rotation_deg=aug.rotation_deg,
+        flip_prob=aug.flip_prob,
+        color_prob=aug.color_prob,
+        seed=seed,
+        cache_dir=r.cache_dir,
+    )
+
+
+BUILDERS = {"synthetic": _synthetic, "kitti": _kitti, "drivingstereo": _drivingstereo, "rosbag": _rosbag}
 
 
 def has_split(data_cfg: DataConfig, split: str) -> bool:
@@ -136,6 +176,9 @@ def has_split(data_cfg: DataConfig, split: str) -> bool:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     if data_cfg.kind == "synthetic":
         return getattr(data_cfg, f"{split}_frames") > 0
+    if data_cfg.kind == "rosbag":
+        r = data_cfg.rosbag
+        return bool(r.test_bags) if split == "test" else split == "train" or r.train_fraction < 1.0
     if data_cfg.kind == "drivingstereo":
         if data_cfg.split_file(split):
             return True

@@ -18,7 +18,7 @@ from adu_depth_core.distill import DistillConfig
 from adu_depth_core.evaluation import EIGEN_KEYS, OFFICIAL_KEYS, UNCERTAINTY_KEYS
 from adu_depth_core.models import ModelConfig
 
-DATASET_KINDS = ("synthetic", "kitti", "drivingstereo")
+DATASET_KINDS = ("synthetic", "kitti", "drivingstereo", "rosbag")
 SPLITS = ("train", "val", "test")
 METRIC_KEYS = frozenset(EIGEN_KEYS) | frozenset(OFFICIAL_KEYS) | frozenset(UNCERTAINTY_KEYS)
 
@@ -46,6 +46,44 @@ class AugmentConfig:
 
 
 @dataclass
+class RosbagConfig:
+    """rosbag2 recordings of a stereo rig (`data.rosbag_dataset.RosbagStereoDataset`; docs/OWN_RIG.md).
+
+    `bags` hold training and validation frames (split by time or by bag); `test_bags` are held-out
+    recordings for the test split.
+    """
+
+    bags: list[str] = field(default_factory=list)
+    test_bags: list[str] = field(default_factory=list)
+    left_topic: str = "/camera/left/image_raw"
+    right_topic: str = "/camera/right/image_raw"
+    left_info_topic: str = "/camera/left/camera_info"
+    right_info_topic: str = "/camera/right/camera_info"
+    gt_topic: str | None = None
+    lidar_topic: str | None = "/lidar/points"
+    stereo_tolerance_ns: int = 0
+    gt_tolerance_ns: int = 0
+    T_cam_from_lidar: list[list[float]] | None = None
+    rectify: Literal["auto", "always", "never"] = "auto"
+    require_gt: bool = True
+    image_scale: float = 1.0
+    split_mode: Literal["time", "bag"] = "time"
+    train_fraction: float = 0.8
+    split_gap_s: float = 0.0
+    cache_dir: str | None = "runs/rosbag_cache"
+
+    def validate(self) -> None:
+        if (self.gt_topic is None) == (self.lidar_topic is None):
+            raise ValueError(
+                "data.rosbag: set exactly one of gt_topic (depth image) and lidar_topic (PointCloud2)"
+            )
+        if not 0.0 < self.train_fraction <= 1.0:
+            raise ValueError(f"data.rosbag.train_fraction must be in (0, 1], got {self.train_fraction}")
+        if self.image_scale <= 0:
+            raise ValueError(f"data.rosbag.image_scale must be > 0, got {self.image_scale}")
+
+
+@dataclass
 class DataConfig:
     """Where training / validation / test samples come from (`data.factory.build_dataset`).
 
@@ -64,7 +102,7 @@ class DataConfig:
     352x1216 KB crop).
     """
 
-    kind: Literal["synthetic", "kitti", "drivingstereo"] = "synthetic"
+    kind: Literal["synthetic", "kitti", "drivingstereo", "rosbag"] = "synthetic"
     root: str | None = None
     gt_root: str | None = None
     eval_root: str | None = None
@@ -82,6 +120,8 @@ class DataConfig:
     val_frames: int = 32
     test_frames: int = 60
     cache: bool = True  # synthetic: keep rendered frames in memory (rendering is a pure function of the seed)
+    # rosbag2 recordings of your own rig
+    rosbag: RosbagConfig = field(default_factory=RosbagConfig)
 
     def validate(self) -> None:
         for name in ("input_size", "eval_size"):
@@ -103,6 +143,14 @@ class DataConfig:
                         f"data.render_size {list(size)} is not a multiple of 32: set data.eval_size "
                         "(the validation crop) too"
                     )
+        elif self.kind == "rosbag":
+            if not self.rosbag.bags:
+                raise ValueError("data.rosbag.bags is empty: list the rosbag2 recordings to train on")
+            if self.eval_size is None:
+                raise ValueError(
+                    "data.eval_size is required for rosbag data: camera images are rarely multiples of 32; "
+                    "e.g. eval_size: [352, 1216]"
+                )
         else:
             if not self.root:
                 raise ValueError(

@@ -366,6 +366,12 @@ class DepthTrainer(TrainerBase):
         self.val_set = self._maybe_val_set()
         n = len(self.train_set)
         # read one sample of each split now: a wrong root or a missing image fails here, not in a worker
+        for split, dataset in (("train", self.train_set), ("val", self.val_set)):
+            if dataset is not None and len(dataset) == 0:
+                raise ValueError(
+                    f"the {split} split of data.kind={cfg.data.kind!r} has no samples; check the data "
+                    "settings (for rosbags: train_fraction, split_gap_s and the recording's length)"
+                )
         _ = self.train_set[0]
         if self.val_set is not None:
             _ = self.val_set[0]
