@@ -51,7 +51,7 @@ class DemoBudget:
 
 BUDGETS = {
     "full": DemoBudget((96, 320), 400, 24, 40, 1200, 1200, 8, 300),
-    "quick": DemoBudget((64, 192), 48, 8, 8, 40, 40, 4, 20),
+    "quick": DemoBudget((64, 192), 96, 8, 12, 200, 200, 4, 100),
 }
 
 
