@@ -40,6 +40,20 @@ def _pipeline_kwargs(cfg: DataConfig, split: str, train_size, eval_size, seed: i
     return dict(mode="eval", crop_size=eval_size, seed=seed)
 
 
+def _set_focal_zoom(dataset: Any, cfg: DataConfig, split: str) -> None:
+    """`data.augment.focal_scale` on the training split's pipeline (`transforms.StereoPipeline`).
+
+    Set on the built pipeline rather than through `_pipeline_kwargs` because the dataset constructors
+    take the pipeline's arguments one by one (and the rosbag dataset takes its own); this covers all.
+    """
+    from adu_depth_core.data.transforms import check_focal_scale
+
+    aug = cfg.augment
+    if split != "train" or not aug.enabled or aug.focal_scale is None:
+        return
+    dataset.pipeline.focal_scale = check_focal_scale(aug.focal_scale, "data.augment.focal_scale")
+
+
 class _RenderCache:
     """Memoises `SyntheticRig.render` per seed: a frame is a pure function of (seed, rig, size)."""
 
@@ -206,4 +220,6 @@ def build_dataset(data_cfg: DataConfig, split: str, model_cfg: ModelConfig | Non
     if builder is None:
         raise ValueError(f"unknown data.kind {data_cfg.kind!r}; expected one of {sorted(BUILDERS)}")
     train_size, eval_size = _sizes(data_cfg, model_cfg)
-    return builder(data_cfg, split, train_size, eval_size, seed)
+    dataset = builder(data_cfg, split, train_size, eval_size, seed)
+    _set_focal_zoom(dataset, data_cfg, split)
+    return dataset

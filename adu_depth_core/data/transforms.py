@@ -13,7 +13,8 @@ A *raw sample* is a dict of numpy arrays for one rectified stereo pair:
 
 Geometric transforms act identically on both views and every depth map (bilinear for images, nearest
 for depth) and keep K exact; they return new dicts and never modify their input's arrays. The order of
-`StereoPipeline` follows NeWCRFs: KB crop -> rotation -> random crop -> flip -> colour jitter.
+`StereoPipeline` follows NeWCRFs: KB crop -> rotation -> random crop -> flip -> colour jitter, with the
+optional focal zoom (`random_focal_rescale`, off by default) taking the place of the random crop.
 `to_tensors` turns a raw sample into the stereo-sample contract of docs/ARCHITECTURE.md.
 """
 
@@ -27,7 +28,13 @@ import cv2
 import numpy as np
 import torch
 
-from adu_depth_core.geometry import KB_CROP_SIZE, check_intrinsics, crop_intrinsics, kb_crop_box
+from adu_depth_core.geometry import (
+    KB_CROP_SIZE,
+    check_intrinsics,
+    crop_intrinsics,
+    kb_crop_box,
+    scale_intrinsics,
+)
 
 DEPTH_KEYS = ("depth", "depth_dense", "depth_right", "depth_dense_right")
 RIGHT_OF = {"depth": "depth_right", "depth_dense": "depth_dense_right"}
@@ -172,6 +179,97 @@ def rotate(sample: dict[str, Any], angle_deg: float) -> dict[str, Any]:
     return out
 
 
+def check_focal_scale(value: Any, key: str = "focal_scale") -> tuple[float, float]:
+    """A focal-zoom range (lo, hi) with 0 < lo <= hi, both finite, or a ValueError naming `key`."""
+    try:
+        lo, hi = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{key} must be a pair [lo, hi] of zoom factors, got {value!r}") from None
+    if not (math.isfinite(lo) and math.isfinite(hi) and 0 < lo <= hi):
+        raise ValueError(f"{key} must satisfy 0 < lo <= hi (finite zoom factors), got [{lo}, {hi}]")
+    return lo, hi
+
+
+def _zoom_window(zoomed: float, out: int, rng: np.random.Generator | None) -> int:
+    """Offset of an `out`-pixel window in a zoomed axis of `zoomed` pixels: random (rng) or centred when
+    it fits, centred (negative, i.e. zero padding on both sides) when it does not."""
+    room = zoomed - out
+    if room >= 0:
+        last = int(math.floor(room + 1e-9))
+        return int(rng.integers(0, last + 1)) if rng is not None else last // 2
+    return -int(round(-room / 2))
+
+
+def focal_zoom(
+    sample: dict[str, Any],
+    scale: float,
+    out_size: tuple[int, int] | None = None,
+    rng: np.random.Generator | None = None,
+) -> dict[str, Any]:
+    """Zoom both views and every depth map by `scale` (a lens with `scale` times the focal length at the
+    same camera position), then cut an `out_size` window (default: the input size).
+
+    Images are resampled bilinearly, depth maps with nearest neighbour; depth *values* are unchanged (a
+    longer lens does not move the scene). K becomes `scale_intrinsics(K, s, s)` followed by the window's
+    `crop_intrinsics`, so fx and fy scale by exactly s. The baseline is unchanged, so disparity (fx·B/Z)
+    scales by s as well and the pair stays geometrically consistent. Where the zoomed image is larger
+    than the window (s > 1, or a larger source image) the window is random with `rng` and centred
+    without; where it is smaller (s < 1) the content is centred and the border is zero (black image,
+    depth 0 = no measurement, so no loss is computed there).
+    """
+    if not (math.isfinite(scale) and scale > 0):
+        raise ValueError(f"{sample['id']}: zoom factor must be finite and > 0, got {scale}")
+    h, w = image_size(sample)
+    oh, ow = out_size if out_size is not None else (h, w)
+    if oh <= 0 or ow <= 0:
+        raise ValueError(f"{sample['id']}: zoom output size must be positive, got {oh}x{ow}")
+    s = float(scale)
+    top = _zoom_window(h * s, oh, rng)
+    left = _zoom_window(w * s, ow, rng)
+    # source pixel x -> zoomed (x + 0.5)·s − 0.5 (pixel-centre convention, as scale_intrinsics) -> − left
+    M = np.array([[s, 0.0, 0.5 * s - 0.5 - left], [0.0, s, 0.5 * s - 0.5 - top]])
+    # output pixels whose source lies on the image (everything else is padding: 0)
+    src_u = (np.arange(ow) + left + 0.5) / s - 0.5
+    src_v = (np.arange(oh) + top + 0.5) / s - 0.5
+    inside = ((src_v >= -0.5) & (src_v <= h - 0.5))[:, None] & ((src_u >= -0.5) & (src_u <= w - 0.5))[None, :]
+    out = dict(sample)
+    for key in IMAGE_KEYS:
+        img = cv2.warpAffine(
+            sample[key], M, (ow, oh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        )
+        out[key] = np.where(inside[..., None], img, np.float32(0.0)).astype(np.float32)
+    for key in DEPTH_KEYS:
+        if key in sample:
+            d = cv2.warpAffine(
+                sample[key],
+                M,
+                (ow, oh),
+                flags=cv2.INTER_NEAREST,
+                borderMode=cv2.BORDER_CONSTANT,
+                borderValue=0,
+            )
+            out[key] = np.where(inside, d, np.float32(0.0)).astype(np.float32)
+    out["K"] = crop_intrinsics(scale_intrinsics(sample["K"], s, s), top, left)
+    return out
+
+
+def random_focal_rescale(
+    sample: dict[str, Any],
+    rng: np.random.Generator,
+    scale_range: tuple[float, float],
+    out_size: tuple[int, int] | None = None,
+) -> dict[str, Any]:
+    """Focal augmentation: `focal_zoom` by s drawn log-uniformly from `scale_range` (zooms compose by
+    multiplication, so 0.5x and 2x are equally likely around 1x), window `out_size` at a random place.
+
+    The returned K (and so the sample's `focal`) is the zoomed one; the trainer records the mean focal
+    it saw as `focal_px` for the runtime's focal rescaling.
+    """
+    lo, hi = check_focal_scale(scale_range, "scale_range")
+    s = lo if lo == hi else float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
+    return focal_zoom(sample, s, out_size, rng)
+
+
 def warp_depth_to_right(depth: np.ndarray, fx: float, baseline: float) -> np.ndarray:
     """Forward-warp a left-view depth map into the right view of a rectified pair.
 
@@ -258,6 +356,8 @@ class StereoPipeline:
     Train mode: KB crop, rotation by U(−rotation_deg, rotation_deg), random crop to `crop_size` (skipped
     when the image already has that size), stereo flip with `flip_prob`, and with `color_prob` a colour
     jitter (gamma, brightness, per-channel colour factors drawn from the given ranges).
+    With `focal_scale` = (lo, hi) (off by default) training samples are zoomed by a random factor in
+    that range instead of plainly cropped (`random_focal_rescale`; K and `focal` follow the zoom).
     Randomness comes from `np.random.default_rng([seed, epoch, index])`: reproducible, and different
     per epoch once the trainer calls the dataset's `set_epoch`.
     """
@@ -271,6 +371,7 @@ class StereoPipeline:
     gamma: tuple[float, float] = (0.9, 1.1)
     brightness: tuple[float, float] = (0.9, 1.1)
     colour: tuple[float, float] = (0.9, 1.1)
+    focal_scale: tuple[float, float] | None = None
     seed: int = 0
     epoch: int = 0
 
@@ -286,6 +387,7 @@ class StereoPipeline:
         flip_prob: float = 0.5,
         color_prob: float = 0.5,
         seed: int = 0,
+        focal_scale: tuple[float, float] | None = None,
     ) -> StereoPipeline:
         """Datasets' keyword arguments -> pipeline; `augment` defaults to `mode == "train"`."""
         if mode not in MODES:
@@ -299,6 +401,8 @@ class StereoPipeline:
         for name, p in (("flip_prob", flip_prob), ("color_prob", color_prob)):
             if not 0 <= p <= 1:
                 raise ValueError(f"{name} must be in [0, 1], got {p}")
+        if focal_scale is not None:
+            focal_scale = check_focal_scale(focal_scale, "focal_scale")
         train = mode == "train"
         aug = train if augment is None else bool(augment)
         if aug and not train:
@@ -310,6 +414,7 @@ class StereoPipeline:
             rotation_deg=rotation_deg if aug else 0.0,
             flip_prob=flip_prob if aug else 0.0,
             color_prob=color_prob if aug else 0.0,
+            focal_scale=focal_scale if aug else None,
             seed=int(seed),
         )
 
@@ -322,7 +427,9 @@ class StereoPipeline:
         rng = np.random.default_rng([self.seed, self.epoch, int(index)])
         if self.rotation_deg > 0:
             sample = rotate(sample, float(rng.uniform(-self.rotation_deg, self.rotation_deg)))
-        if self.crop_size:
+        if self.focal_scale is not None:  # zoom + window to the crop size (replaces the random crop)
+            sample = random_focal_rescale(sample, rng, self.focal_scale, self.crop_size)
+        elif self.crop_size:
             sample = random_crop(sample, self.crop_size, rng)
         if rng.random() < self.flip_prob and sample.get("has_right", True):
             sample = hflip_stereo(sample)

@@ -14,6 +14,7 @@ from typing import Literal
 
 from adu_depth_core.config import from_dict, load_config
 from adu_depth_core.data.synthetic import RigConfig
+from adu_depth_core.data.transforms import check_focal_scale
 from adu_depth_core.distill import DistillConfig
 from adu_depth_core.evaluation import EIGEN_KEYS, OFFICIAL_KEYS, UNCERTAINTY_KEYS
 from adu_depth_core.models import ModelConfig
@@ -30,14 +31,22 @@ class AugmentConfig:
     NeWCRFs' KITTI setting: rotation ±1°, stereo flip p=0.5 (the flip also swaps left and right), and with
     p=0.5 a colour jitter (gamma, brightness, per-channel colour in 0.9–1.1). The random crop to the
     training size is not a switch: it happens whenever the image is larger than `input_size`.
+
+    `focal_scale: [lo, hi]` (off = null, the default and the paper recipes) zooms every training sample
+    by a log-uniform factor in [lo, hi] with K scaled to match and depth values untouched, i.e. the same
+    scene through lenses of lo..hi times the focal (`transforms.random_focal_rescale`, docs/CAMERAS.md);
+    it replaces the random crop and needs `enabled`.
     """
 
     enabled: bool = True
     rotation_deg: float = 1.0
     flip_prob: float = 0.5
     color_prob: float = 0.5
+    focal_scale: tuple[float, float] | None = None
 
     def validate(self) -> None:
+        if self.focal_scale is not None:
+            check_focal_scale(self.focal_scale, "data.augment.focal_scale")
         if not 0.0 <= self.rotation_deg <= 45.0:
             raise ValueError(f"data.augment.rotation_deg must be in [0, 45], got {self.rotation_deg}")
         for name in ("flip_prob", "color_prob"):
