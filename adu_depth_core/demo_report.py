@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from adu_depth_core.checkpoint import atomic_write_bytes
+from adu_depth_core.sysinfo import cpu_name
 
 if TYPE_CHECKING:
     from adu_depth_core.demo import Demo
@@ -26,16 +27,6 @@ N_PANEL_FRAMES = 3
 
 def _load(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _verdict(results: dict[str, dict[str, Any]], prefix: str) -> list[str]:
@@ -172,7 +163,7 @@ def write_report(demo: Demo) -> Path:
     stage_rows = "\n".join(f"| {k} | {v['seconds']:.0f} |" for k, v in done.items())
     text = f"""# ADU-Depth demo report
 
-Generated {time.strftime("%Y-%m-%d %H:%M")} on {_cpu_name()} ({platform.machine()}), CPU only.
+Generated {time.strftime("%Y-%m-%d %H:%M")} on {cpu_name()} ({platform.machine()}), CPU only.
 Budget: {b.size[0]}x{b.size[1]} images, {b.train_frames} training frames (rendered from the rig's
 train seeds), {b.val_frames} validation frames, {n_test} held-out test frames (test seeds 2000000+), teacher
 {b.teacher_steps} steps, each student {b.student_steps} steps, batch {b.batch_size}. The teacher sees

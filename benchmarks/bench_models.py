@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -25,19 +24,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from adu_depth_core.models import PRESETS, ModelConfig, build_student, build_teacher, preset_table
+from adu_depth_core.sysinfo import cpu_name
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = ((352, 1216), (128, 416))
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def _git_commit() -> str:
@@ -114,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     text = "\n".join([
         "# Model presets: size and CPU speed",
         "",
-        f"Machine: {_cpu_name()}, {os.cpu_count()} logical cores (shared with other jobs), "
+        f"Machine: {cpu_name()}, {os.cpu_count()} logical cores (shared with other jobs), "
         f"torch {torch.__version__} with {args.threads} thread(s).  ",
         f"Command: `{command}`  ",
         f"Date: {datetime.date.today().isoformat()}, commit {_git_commit()}.",

@@ -18,7 +18,6 @@ import argparse
 import datetime
 import itertools
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -39,18 +38,9 @@ from adu_depth_core.data import rosbag_io as rb
 from adu_depth_core.data.rosbag_dataset import RosbagStereoDataset
 from adu_depth_core.data.synthetic import SyntheticRig
 from adu_depth_core.geometry import backproject_depth, transform_points
+from adu_depth_core.sysinfo import cpu_name
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def _git_commit() -> str:
@@ -184,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         "# Rosbag dataset: decoding, cache and loading speed",
         "",
-        f"Machine: {_cpu_name()}, {os.cpu_count()} logical cores (shared with other jobs), torch "
+        f"Machine: {cpu_name()}, {os.cpu_count()} logical cores (shared with other jobs), torch "
         f"{torch.__version__} with {torch.get_num_threads()} thread(s), numpy {np.__version__}, "
         f"opencv {cv2.__version__}.  ",
         f"Command: `OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '?')} "

@@ -27,10 +27,10 @@ import numpy as np
 import torch
 
 from adu_depth_core.checkpoint import atomic_write_bytes, save_checkpoint
-from adu_depth_core.commands.bench import cpu_name
 from adu_depth_core.config import parse_size, to_dict
 from adu_depth_core.models import ModelConfig, build_student
 from adu_depth_core.runtime import DepthEstimator, TorchBackend, export_onnx, load_student
+from adu_depth_core.sysinfo import cpu_name
 
 OPT_LEVELS = ("ORT_DISABLE_ALL", "ORT_ENABLE_BASIC", "ORT_ENABLE_EXTENDED", "ORT_ENABLE_ALL")
 

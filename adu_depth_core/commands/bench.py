@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from adu_depth_core.sysinfo import cpu_name
+
 HELP = "Latency / FPS / memory of a model on a backend"
 
 log = logging.getLogger(__name__)
@@ -43,16 +45,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=int, default=3, help="untimed runs first (3)")
     parser.add_argument("--fp16", action="store_true", help="TensorRT engine built from an ONNX file: FP16")
     parser.add_argument("--json", type=Path, metavar="OUT", help="also write the results as JSON")
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def current_rss_bytes() -> int | None:
