@@ -201,7 +201,8 @@ check against PyTorch in ONNX Runtime (relative error ≤ 1e-4). `bag-eval` ran 
 
 {bag_table}
 
-Largest difference between the two paths: {bag_diff:.2e}.
+Largest difference between the two paths: {bag_diff:.2e} (the KITTI tree stores GT as uint16 metres·256,
+rounding each depth by up to 1/512 m; the bag's LiDAR points are float32).
 Output bag `bag_eval/student_depth_bag` (replay it in RViz or Foxglove):
 {chr(10).join("- " + t for t in _bag_topics(demo.path("bag_eval", "student_depth_bag")))}
 
