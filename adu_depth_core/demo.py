@@ -196,7 +196,17 @@ class Demo:
         self._train("teacher", "synthetic_teacher.yaml", [])
 
     def stage_student(self) -> None:
-        self._train("student", "synthetic_student.yaml", [f"teacher_checkpoint={self.checkpoint('teacher')}"])
+        # As the recipe (600 of 1200 steps): SILog alone for the first half, then distillation ramps in.
+        steps = self.budget.student_steps
+        self._train(
+            "student",
+            "synthetic_student.yaml",
+            [
+                f"teacher_checkpoint={self.checkpoint('teacher')}",
+                f"distill.distill_start={steps // 2}",
+                f"distill.warmup_steps={steps // 4}",
+            ],
+        )
 
     def stage_baseline(self) -> None:
         self._train(

@@ -49,12 +49,11 @@ def test_teacher_and_student_recipes_fit_together(base):
     assert student.teacher_checkpoint == str(Path(teacher.out_dir) / "last.pt")
     assert student.model == teacher.model  # distillation compares features of the same shapes
     assert student.data == teacher.data
-    assert (student.optim, student.steps, student.epochs, student.batch_size) == (
-        teacher.optim,
-        teacher.steps,
-        teacher.epochs,
-        teacher.batch_size,
-    )
+    assert (student.optim, student.batch_size) == (teacher.optim, teacher.batch_size)
+    if base == "synthetic":  # stereo is learned slowly from scratch: the (cheaper) teacher trains longer
+        assert teacher.steps >= student.steps
+    else:
+        assert (student.steps, student.epochs) == (teacher.steps, teacher.epochs)
 
 
 @pytest.mark.parametrize("base", PAPER)

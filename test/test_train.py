@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +18,10 @@ import yaml
 from adu_depth_core.checkpoint import load_checkpoint, save_checkpoint
 from adu_depth_core.cli import main as cli_main
 from adu_depth_core.config import from_dict, to_dict
+from adu_depth_core.data.drivingstereo import write_drivingstereo_tree
 from adu_depth_core.data.factory import build_dataset
-from adu_depth_core.data.synthetic import rig_intrinsics
+from adu_depth_core.data.kitti import GT_DIRNAME, write_kitti_tree
+from adu_depth_core.data.synthetic import RigConfig, SyntheticRig, frames_for_split, rig_intrinsics
 from adu_depth_core.models import load_model
 from adu_depth_core.train import distributed as du
 from adu_depth_core.train.ablation import parse_rows, run_ablation
@@ -405,6 +408,57 @@ def test_metric_direction():
 def test_epoch_budget(tmp_path):
     trainer = DepthTrainer(cfg_of(tiny(tmp_path, steps=None, epochs=1)))
     assert trainer.max_iter == trainer.batches_per_epoch == 3  # 12 frames, batch 4, last batch dropped
+
+
+# ------------------------------------------------------------------------------------------ datasets
+
+
+def merge_tree(src: Path, dst: Path) -> None:
+    """Move the files of `src` into `dst` (folders merged): one dataset root holding several splits."""
+    for child in src.iterdir():
+        target = dst / child.name
+        if child.is_dir() and target.is_dir():
+            merge_tree(child, target)
+        else:
+            shutil.move(str(child), str(target))
+
+
+def test_training_reads_kitti_trees_with_eigen_and_official_splits(tmp_path):
+    rig = SyntheticRig(RigConfig(), tuple(SIZE))
+    root = tmp_path / "kitti"
+    write_kitti_tree(root, frames_for_split(rig, "train", 8), "train", none_every=4)  # 2 lines without GT
+    write_kitti_tree(tmp_path / "kv", frames_for_split(rig, "val", 3), "val", none_every=0, official=True)
+    merge_tree(tmp_path / "kv", root)
+    data = {
+        "kind": "kitti",
+        "root": str(root),
+        "gt_root": str(root / GT_DIRNAME),
+        "eval_root": str(root),
+        "train_split": str(root / "splits" / "eigen_train_files_with_gt.txt"),
+        "val_split": str(root / "splits" / "kitti_official_val.txt"),
+    }
+    summary = train(cfg_of(tiny(tmp_path, "k", data=data, steps=2)))
+    assert summary["steps"] == 2 and summary["val"]["n_images"] == 3
+    assert summary["focal_px"] == pytest.approx(float(rig_intrinsics(tuple(SIZE))[0, 0]), rel=1e-4)
+    missing = {**data, "val_split": str(root / "splits" / "nope.txt")}
+    with pytest.raises(FileNotFoundError, match="data.val_split not found"):
+        DepthTrainer(cfg_of(tiny(tmp_path, "k2", data=missing)))
+    with pytest.raises(FileNotFoundError, match="KITTI data_path is not a folder"):
+        DepthTrainer(cfg_of(tiny(tmp_path, "k3", data={**data, "root": str(tmp_path / "nowhere")})))
+    assert not (tmp_path / "k2").exists() and not (tmp_path / "k3").exists()
+
+
+def test_training_reads_a_drivingstereo_tree(tmp_path):
+    rig = SyntheticRig(RigConfig(), tuple(SIZE))
+    root = tmp_path / "ds"
+    write_drivingstereo_tree(root, frames_for_split(rig, "train", 8), "train")
+    write_drivingstereo_tree(tmp_path / "dt", frames_for_split(rig, "test", 3), "test")
+    merge_tree(tmp_path / "dt", root)
+    data = {"kind": "drivingstereo", "root": str(root), "eval_size": SIZE}
+    summary = train(cfg_of(tiny(tmp_path, "d", data=data, steps=2)))
+    assert summary["steps"] == 2 and summary["val"]["n_images"] == 3  # validation reads the test folder
+    with pytest.raises(ValueError, match="data.eval_size is required for DrivingStereo"):
+        cfg_of(tiny(tmp_path, "d2", data={"kind": "drivingstereo", "root": str(root)}))
 
 
 # ------------------------------------------------------------------------------------------ ablation

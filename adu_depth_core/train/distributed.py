@@ -14,6 +14,7 @@ import os
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 
 import numpy as np
 import torch
@@ -77,7 +78,10 @@ def setup(device: str = "auto") -> DistInfo:
     if world_size > 1 and not dist.is_initialized():
         backend = "nccl" if use_cuda else "gloo"
         kwargs = {"device_id": dev} if use_cuda else {}
-        dist.init_process_group(backend=backend, rank=rank, world_size=world_size, **kwargs)
+        # long timeout: validation runs on rank 0 while the other ranks wait in a barrier
+        dist.init_process_group(
+            backend=backend, rank=rank, world_size=world_size, timeout=timedelta(minutes=60), **kwargs
+        )
         log.info("rank %d/%d joined the %s process group on %s", rank, world_size, backend, dev)
     return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank, device=dev)
 

@@ -373,8 +373,15 @@ class DepthTrainer(TrainerBase):
                     "settings (for rosbags: train_fraction, split_gap_s and the recording's length)"
                 )
         _ = self.train_set[0]
-        if self.val_set is not None:
-            _ = self.val_set[0]
+        if (
+            self.val_set is not None
+            and "depth_dense" not in self.val_set[0]
+            and cfg.best_metric.startswith("dense_")
+        ):
+            raise ValueError(
+                f"best_metric {cfg.best_metric!r} needs dense GT, which this validation data does not have; "
+                f"use {cfg.best_metric.removeprefix('dense_')!r}"
+            )
         self.sampler = du.ResumableShardedSampler(
             n, rank=self.dist.rank, world_size=self.dist.world_size, seed=cfg.seed, shuffle=True
         )

@@ -138,12 +138,14 @@ class EvalHook(HookBase):
         metrics = du.broadcast_object(metrics)
         self._last_eval_iter = t.iter
         t.storage.put_val(metrics, images if t.dist.is_main else {}, t.iter)
-        if self.metric not in metrics:
-            raise ValueError(
-                f"best_metric {self.metric!r} is not among the validation metrics {sorted(metrics)}; "
-                "pick one of those"
+        if self.metric not in metrics:  # e.g. no validation image had a valid GT pixel
+            log.warning(
+                "step %d: validation produced no %r (metrics: %s); best.pt not updated",
+                t.iter,
+                self.metric,
+                sorted(metrics),
             )
-        value = float(metrics[self.metric])
+        value = float(metrics.get(self.metric, math.nan))
         improved = math.isfinite(value) and (
             self.best_value is None
             or (value < self.best_value if self.mode == "min" else value > self.best_value)
