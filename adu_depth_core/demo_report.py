@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from adu_depth_core.checkpoint import atomic_write_bytes
+from adu_depth_core.data.synthetic import split_seed
+from adu_depth_core.demo import TEST_FIRST_INDEX
 from adu_depth_core.sysinfo import cpu_name
 
 if TYPE_CHECKING:
@@ -160,13 +162,14 @@ def write_report(demo: Demo) -> Path:
     done = demo.state["done"]
     total = sum(v["seconds"] for v in done.values())
     n_test = results["student"].get("n_images")
+    first_seed = split_seed("test", TEST_FIRST_INDEX)
     stage_rows = "\n".join(f"| {k} | {v['seconds']:.0f} |" for k, v in done.items())
     text = f"""# ADU-Depth demo report
 
 Generated {time.strftime("%Y-%m-%d %H:%M")} on {cpu_name()} ({platform.machine()}), CPU only.
 Budget: {b.size[0]}x{b.size[1]} images, {b.train_frames} training frames (rendered from the rig's
-train seeds), {b.val_frames} validation frames, {n_test} held-out test frames (test seeds 2000000+), teacher
-{b.teacher_steps} steps, each student {b.student_steps} steps, batch {b.batch_size}. The teacher sees
+train seeds), {b.val_frames} validation frames, {n_test} held-out test frames (test seeds {first_seed}+),
+teacher {b.teacher_steps} steps, each student {b.student_steps} steps, batch {b.batch_size}. The teacher sees
 left+right (6 channels); both students see only the left image and have the same network and budget;
 the distilled student adds the ADU-Depth losses (Eq. 9), the baseline only SILog.
 
