@@ -15,6 +15,7 @@ thread, and only while somebody subscribes to an output. docs/ROS.md has the ful
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import rclpy
@@ -178,12 +179,15 @@ class DepthNode(Node):
         self._worker.stop()
 
 
-def main(args: list[str] | None = None) -> int:
+def spin_node(
+    make: Callable[[], Node], name: str, on_exit: Callable[[Node], None], args: list[str] | None
+) -> int:
+    """Init rclpy, build the node (a startup error → one fatal line, exit 1), spin until shutdown."""
     rclpy.init(args=args)
     try:
-        node = DepthNode()
+        node = make()
     except Exception as exc:  # startup errors: refuse to start, one clear line
-        get_logger(NODE_NAME).fatal(f"cannot start: {type(exc).__name__}: {exc}")
+        get_logger(name).fatal(f"cannot start: {type(exc).__name__}: {exc}")
         rclpy.try_shutdown()
         return 1
     try:
@@ -191,10 +195,14 @@ def main(args: list[str] | None = None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        node.shutdown()
+        on_exit(node)
         node.destroy_node()
         rclpy.try_shutdown()
     return 0
+
+
+def main(args: list[str] | None = None) -> int:
+    return spin_node(DepthNode, NODE_NAME, lambda node: node.shutdown(), args)  # type: ignore[attr-defined]
 
 
 if __name__ == "__main__":

@@ -12,14 +12,11 @@ import sys
 from typing import Any
 
 import message_filters
-import rclpy
-from rclpy.executors import ExternalShutdownException
-from rclpy.logging import get_logger
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
-from .depth_node import declare_params, make_qos
+from .depth_node import declare_params, make_qos, spin_node
 from .live_eval import GT_TOPIC, METRICS_TOPIC, PREDICTION_TOPIC, LiveEvaluator, PairError, format_report
 from .params import EvalParams
 from .pipeline import LogThrottle
@@ -77,23 +74,12 @@ class EvalNode(Node):
         self.get_logger().info(format_report(report))
 
 
+def _final_report(node: Node) -> None:
+    node.get_logger().info(f"final: {format_report(node.evaluator.report())}")  # type: ignore[attr-defined]
+
+
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    try:
-        node = EvalNode()
-    except Exception as exc:  # startup errors: refuse to start, one clear line
-        get_logger(NODE_NAME).fatal(f"cannot start: {type(exc).__name__}: {exc}")
-        rclpy.try_shutdown()
-        return 1
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.get_logger().info(f"final: {format_report(node.evaluator.report())}")
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return spin_node(EvalNode, NODE_NAME, _final_report, args)
 
 
 if __name__ == "__main__":
