@@ -79,6 +79,7 @@ class DrivingStereoDataset(torch.utils.data.Dataset):
         rotation_deg: float = 1.0,
         flip_prob: float = 0.5,
         color_prob: float = 0.5,
+        focal_scale: tuple[float, float] | None = None,
         seed: int = 0,
     ):
         self.root = Path(root)
@@ -113,6 +114,7 @@ class DrivingStereoDataset(torch.utils.data.Dataset):
             rotation_deg=rotation_deg,
             flip_prob=flip_prob,
             color_prob=color_prob,
+            focal_scale=focal_scale,
             seed=seed,
         )
         self._calib: dict[str, tuple[np.ndarray, float, Any]] = {}

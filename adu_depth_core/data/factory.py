@@ -35,23 +35,10 @@ def _pipeline_kwargs(cfg: DataConfig, split: str, train_size, eval_size, seed: i
             rotation_deg=aug.rotation_deg,
             flip_prob=aug.flip_prob,
             color_prob=aug.color_prob,
+            focal_scale=aug.focal_scale,
             seed=seed,
         )
     return dict(mode="eval", crop_size=eval_size, seed=seed)
-
-
-def _set_focal_zoom(dataset: Any, cfg: DataConfig, split: str) -> None:
-    """`data.augment.focal_scale` on the training split's pipeline (`transforms.StereoPipeline`).
-
-    Set on the built pipeline rather than through `_pipeline_kwargs` because the dataset constructors
-    take the pipeline's arguments one by one (and the rosbag dataset takes its own); this covers all.
-    """
-    from adu_depth_core.data.transforms import check_focal_scale
-
-    aug = cfg.augment
-    if split != "train" or not aug.enabled or aug.focal_scale is None:
-        return
-    dataset.pipeline.focal_scale = check_focal_scale(aug.focal_scale, "data.augment.focal_scale")
 
 
 class _RenderCache:
@@ -175,6 +162,7 @@ def _rosbag(cfg: DataConfig, split: str, train_size, eval_size, seed: int):
         rotation_deg=aug.rotation_deg,
         flip_prob=aug.flip_prob,
         color_prob=aug.color_prob,
+        focal_scale=aug.focal_scale if training else None,
         seed=seed,
         cache_dir=r.cache_dir,
     )
@@ -220,6 +208,4 @@ def build_dataset(data_cfg: DataConfig, split: str, model_cfg: ModelConfig | Non
     if builder is None:
         raise ValueError(f"unknown data.kind {data_cfg.kind!r}; expected one of {sorted(BUILDERS)}")
     train_size, eval_size = _sizes(data_cfg, model_cfg)
-    dataset = builder(data_cfg, split, train_size, eval_size, seed)
-    _set_focal_zoom(dataset, data_cfg, split)
-    return dataset
+    return builder(data_cfg, split, train_size, eval_size, seed)

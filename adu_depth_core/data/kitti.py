@@ -244,6 +244,7 @@ class KittiDepthDataset(torch.utils.data.Dataset):
         rotation_deg: float = 1.0,
         flip_prob: float = 0.5,
         color_prob: float = 0.5,
+        focal_scale: tuple[float, float] | None = None,
         seed: int = 0,
         raw_path: str | Path | None = None,
         require_right: bool = True,
@@ -270,6 +271,7 @@ class KittiDepthDataset(torch.utils.data.Dataset):
             rotation_deg=rotation_deg,
             flip_prob=flip_prob,
             color_prob=color_prob,
+            focal_scale=focal_scale,
             seed=seed,
         )
         self.require_right = require_right

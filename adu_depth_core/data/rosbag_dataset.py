@@ -621,7 +621,7 @@ class RosbagStereoDataset(torch.utils.data.Dataset):
                  train_fraction: float = 0.8, split_gap_s: float = 0.0,
                  input_size: tuple[int, int] | None = None, augment: bool | None = None,
                  rotation_deg: float = 1.0, flip_prob: float = 0.5, color_prob: float = 0.5, seed: int = 0,
-                 cache_dir: str | Path | None = None):
+                 focal_scale: tuple[float, float] | None = None, cache_dir: str | Path | None = None):
         paths = [Path(bags)] if isinstance(bags, (str, Path)) else [Path(b) for b in bags]
         if not paths:
             raise ValueError("bags: give at least one rosbag2 folder or .mcap/.db3 file")
@@ -691,7 +691,8 @@ class RosbagStereoDataset(torch.utils.data.Dataset):
                                      f"input_size {input_size[0]}x{input_size[1]}")
         self.pipeline = StereoPipeline.build(mode="train" if split == "train" else "eval", kb_crop=False,
                                              crop_size=input_size, augment=augment, rotation_deg=rotation_deg,
-                                             flip_prob=flip_prob, color_prob=color_prob, seed=seed)
+                                             flip_prob=flip_prob, color_prob=color_prob, seed=seed,
+                                             focal_scale=focal_scale)
         self.report = self._make_report(gap_dropped)
         self._log_report()
 

@@ -894,6 +894,7 @@ class SyntheticStereoDataset(torch.utils.data.Dataset):
         rotation_deg: float = 1.0,
         flip_prob: float = 0.5,
         color_prob: float = 0.5,
+        focal_scale: tuple[float, float] | None = None,
         seed: int = 0,
     ):
         if isinstance(num_frames, bool) or not isinstance(num_frames, int) or num_frames < 1:
@@ -910,6 +911,7 @@ class SyntheticStereoDataset(torch.utils.data.Dataset):
             rotation_deg=rotation_deg,
             flip_prob=flip_prob,
             color_prob=color_prob,
+            focal_scale=focal_scale,
             seed=seed,
         )
 
