@@ -14,15 +14,14 @@ HELP = "Train the rows of the paper's Table 4 with equal budgets and print the t
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from adu_depth_core.commands.train import add_overrides
+
     parser.add_argument("--config", required=True, help="student recipe (stage: student)")
-    parser.add_argument(
+    add_overrides(
+        parser,
         "--set",
-        dest="overrides",
-        metavar="KEY=VALUE",
-        nargs="+",
-        action="extend",
-        default=[],
-        help="override student config keys (every row gets them), e.g. --set steps=400",
+        "overrides",
+        "override student config keys (every row gets them), e.g. --set steps=400",
     )
     parser.add_argument("--out", metavar="DIR", help="output folder (default: <out_dir>/../ablation)")
     parser.add_argument(
@@ -41,14 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="YAML",
         help="teacher recipe for --train-teacher (default: the student recipe's name with student→teacher)",
     )
-    parser.add_argument(
-        "--teacher-set",
-        dest="teacher_overrides",
-        metavar="KEY=VALUE",
-        nargs="+",
-        action="extend",
-        default=[],
-        help="override teacher config keys for --train-teacher",
+    add_overrides(
+        parser, "--teacher-set", "teacher_overrides", "override teacher config keys for --train-teacher"
     )
     parser.add_argument(
         "--split", default="test", choices=("test", "val"), help="evaluation split (default: test)"

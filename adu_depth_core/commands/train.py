@@ -17,16 +17,20 @@ HELP = "Train the stereo teacher or distil the monocular student from a recipe"
 log = logging.getLogger(__name__)
 
 
+def add_overrides(parser: argparse.ArgumentParser, flag: str, dest: str, help_text: str) -> None:
+    """A repeatable `KEY=VALUE ...` option collecting config overrides (`config.apply_overrides`)."""
+    parser.add_argument(
+        flag, dest=dest, metavar="KEY=VALUE", nargs="+", action="extend", default=[], help=help_text
+    )
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="recipe YAML (training/configs/*.yaml); optional with --resume")
-    parser.add_argument(
+    add_overrides(
+        parser,
         "--set",
-        dest="overrides",
-        metavar="KEY=VALUE",
-        nargs="+",
-        action="extend",
-        default=[],
-        help="override config keys, e.g. --set steps=200 optim.lr=1e-3 data.augment.hflip=false",
+        "overrides",
+        "override config keys, e.g. --set steps=200 optim.lr=1e-3 data.augment.flip_prob=0",
     )
     parser.add_argument(
         "--resume", metavar="CKPT", help="continue this run from a checkpoint (e.g. OUT/last.pt)"
