@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=40, help="test seeds per focal (default 40)")
     parser.add_argument("--size", default=None, help="render size HxW (default: the model's input size)")
     parser.add_argument("--focals", default="0.6,1.0,1.5", help="focal factors (default 0.6,1.0,1.5)")
-    parser.add_argument("--preset", default="stereo_matters", help="rig preset (default stereo_matters)")
+    parser.add_argument("--preset", default="vehicle", help="rig preset (default vehicle)")
     parser.add_argument("--backend", default="auto")
     parser.add_argument("--device", default=None, help="cpu / cuda (default: the backend's choice)")
     parser.add_argument("--json", default=None, help="write every number here")

@@ -42,7 +42,7 @@ def main() -> None:
     parser.add_argument("--size", default="128x416")
     parser.add_argument("--frames", type=int, default=40)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--preset", default="stereo_matters")
+    parser.add_argument("--preset", default="vehicle")
     args = parser.parse_args()
     size = parse_size(args.size)
     rig = SyntheticRig(RigConfig.preset(args.preset), size)

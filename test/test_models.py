@@ -67,7 +67,7 @@ def _check_output(model: DepthNet, out: DepthOutput, batch: int, size: tuple[int
 
 
 def test_preset_registry_and_config_round_trip():
-    assert set(PRESETS) == {"paper", "swin_t", "nano"}
+    assert {"paper", "swin_t", "nano", "ghostnet_nano"} <= set(PRESETS)
     table = preset_table()
     for name, preset in PRESETS.items():
         assert f"| {name} |" in table
@@ -100,6 +100,20 @@ def test_nano_is_square_safe_and_size_independent():
     shapes = {k: v.shape for k, v in model.state_dict().items()}
     assert shapes == {k: v.shape for k, v in other.state_dict().items()}
     _check_output(model, model(torch.rand(1, 3, 96, 320)), 1, (96, 320))
+
+
+@pytest.mark.parametrize("stage", ["teacher", "student"])
+def test_cpu_preset_trains_every_parameter(stage):
+    """`ghostnet_nano`, the CPU demo's network: GhostNet encoder behind the nano decoder."""
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(preset="ghostnet_nano", input_size=SIZE), stage)
+    assert model.enc_channels == [24, 40, 80, 160] and model.dec_channels == [16, 32, 64, 128]
+    out = model(torch.rand(2, model.in_chans, *SIZE))
+    _check_output(model, out, 2, SIZE)
+    loss = out.depth.mean() + (out.log_var.mean() if out.log_var is not None else 0.0)
+    loss.backward()
+    assert not [n for n, p in model.named_parameters() if p.grad is None]
+    assert 1.5e6 < sum(p.numel() for p in model.parameters()) < 3e6
 
 
 @pytest.mark.parametrize("preset, enc_channels, params_m", [

@@ -25,7 +25,7 @@ from adu_depth_core.data.synthetic import RigConfig, SyntheticRig, frames_for_sp
 from adu_depth_core.models import load_model
 from adu_depth_core.train import distributed as du
 from adu_depth_core.train.ablation import parse_rows, run_ablation
-from adu_depth_core.train.config import TrainConfig, load_train_config
+from adu_depth_core.train.config import DataConfig, TrainConfig, UnlabeledConfig, load_train_config
 from adu_depth_core.train.engine import DepthTrainer, train
 from adu_depth_core.train.hooks import HookBase, PolynomialLR, metric_mode
 from adu_depth_core.train.state import FocalStats, get_rng_state, set_rng_state
@@ -470,15 +470,25 @@ def test_ablation_trains_the_teacher_and_rows_and_writes_the_table(tmp_path, cap
     with pytest.raises(FileNotFoundError, match="--train-teacher"):
         run_ablation(student, tmp_path / "abl", rows=["full"])
     teacher = cfg_of(tiny(tmp_path, "t", steps=3))
-    result = run_ablation(student, tmp_path / "abl", rows=["Baseline", "full"], teacher_cfg=teacher)
+    result = run_ablation(student, tmp_path / "abl", rows=["Baseline", "full"], teacher_cfg=teacher, seeds=2)
     assert teacher_path.is_file() and load_checkpoint(teacher_path)["step"] == 3
     assert list(result["rows"]) == ["Teacher", "Baseline", "Full"]
     for name, row in result["rows"].items():
         assert row["sparse"]["n_images"] == 3 and math.isfinite(row["sparse"]["abs_rel"]), name
         assert math.isfinite(row["dense"]["abs_rel"]), name
     assert result["rows"]["Baseline"]["distill"]["mode"] == "baseline"
-    assert result["rows"]["Full"]["distill"]["mode"] == "full" and result["rows"]["Full"]["steps"] == 2
+    full = result["rows"]["Full"]
+    assert full["distill"]["mode"] == "full" and [r["steps"] for r in full["runs"]] == [2, 2]
+    # two seeds per row: the row is their mean, the spread their sample std
+    assert full["seeds"] == [student.seed, student.seed + 1]
+    per_seed = [r["sparse"]["abs_rel"] for r in full["runs"]]
+    assert per_seed[0] != per_seed[1]  # different seeds really train different students
+    assert full["sparse"]["abs_rel"] == pytest.approx(sum(per_seed) / 2)
+    assert full["sparse_std"]["abs_rel"] == pytest.approx(abs(per_seed[0] - per_seed[1]) / math.sqrt(2))
+    assert result["rows"]["Teacher"]["sparse_std"] == {}
     md = (tmp_path / "abl" / "ablation.md").read_text()
+    assert f"{full['sparse']['abs_rel']:.3f} ± {full['sparse_std']['abs_rel']:.3f}" in md
+    assert "mean ± std over 2 seeds" in md
     assert "| Teacher |" in md and "| Baseline |" in md and "| Full |" in md and "Dense GT" in md
     assert "Sq Rel" in md and "Abs Rel" in md and "RMSE" in md
     saved = json.loads((tmp_path / "abl" / "ablation.json").read_text())
@@ -486,9 +496,10 @@ def test_ablation_trains_the_teacher_and_rows_and_writes_the_table(tmp_path, cap
         result["rows"]["Full"]["sparse"]["abs_rel"]
     )
     # a second run reuses the finished rows (same config) and gives the same numbers
-    stamp = (tmp_path / "abl" / "full" / "last.pt").stat().st_mtime_ns
-    again = run_ablation(student, tmp_path / "abl", rows=["full"])
-    assert (tmp_path / "abl" / "full" / "last.pt").stat().st_mtime_ns == stamp
+    last = tmp_path / "abl" / "full" / f"seed{student.seed}" / "last.pt"
+    stamp = last.stat().st_mtime_ns
+    again = run_ablation(student, tmp_path / "abl", rows=["full"], seeds=2)
+    assert last.stat().st_mtime_ns == stamp
     assert again["rows"]["Full"]["sparse"] == result["rows"]["Full"]["sparse"]
 
 
@@ -497,8 +508,65 @@ def test_ablation_rows_and_config_errors(tmp_path):
     assert parse_rows(["Full", "-focal", "no_uem,Baseline"]) == ["baseline", "no_focal", "no_uem", "full"]
     with pytest.raises(ValueError, match="unknown ablation row 'fancy'"):
         parse_rows(["fancy"])
+    assert parse_rows(None, unlabeled=True)[-1] == "full_unlabeled"
+    with pytest.raises(ValueError, match="full_unlabeled needs unlabeled frames"):
+        parse_rows(["unlabeled"])
+    with pytest.raises(ValueError, match="seeds must be a positive integer"):
+        student = cfg_of(tiny(tmp_path, stage="student", teacher_checkpoint="x.pt"))
+        run_ablation(student, tmp_path / "a", seeds=0)
     with pytest.raises(ValueError, match="needs a student config"):
         run_ablation(cfg_of(tiny(tmp_path)), tmp_path / "a")
     no_test = cfg_of(tiny(tmp_path, stage="student", teacher_checkpoint="x.pt", data={"test_frames": 0}))
     with pytest.raises(ValueError, match="test_frames must be > 0"):
         run_ablation(no_test, tmp_path / "a")
+
+
+# ------------------------------------------------------------------------------------ unlabeled frames
+
+
+def test_unlabeled_frames_join_the_distillation_batch_without_gt(tmp_path):
+    teacher = train(cfg_of(tiny(tmp_path, "t", steps=1)))["last"]
+    cfg = cfg_of(tiny(tmp_path, "s", stage="student", teacher_checkpoint=str(teacher), steps=2,
+                      data={"unlabeled": {"batch_size": 2, "frames": 5, "first_index": 100}}))
+    trainer = DepthTrainer(cfg)
+    try:
+        batch = trainer._next_batch()
+        merged, gt = trainer._with_unlabeled(batch, step=7)
+        assert merged["left"].shape[0] == merged["right"].shape[0] == gt.shape[0] == 4 + 2
+        assert torch.equal(merged["left"][:4], batch["left"]) and torch.equal(gt[:4], batch["depth"])
+        assert (gt[4:] == 0).all()  # rendered frames have GT, but L_b must never see it
+        again, _ = trainer._with_unlabeled(batch, step=7)
+        other, _ = trainer._with_unlabeled(batch, step=8)
+        assert torch.equal(again["left"], merged["left"])  # a function of the step: resume draws the same
+        assert not torch.equal(other["left"][4:], merged["left"][4:])
+        # the unlabeled frames are the rig's train frames from first_index on, never a labeled one
+        seeds = {trainer.unlabeled_set.seed_of(i) for i in range(len(trainer.unlabeled_set))}
+        assert min(seeds) == 100 and not seeds & {trainer.train_set.seed_of(i) for i in range(12)}
+        # L_b ignores them: changing the student's prediction there leaves SILog unchanged
+        loss = trainer.distill_loss
+        with torch.no_grad():
+            out = trainer.model(merged["left"])
+        t_out = trainer.teacher(torch.cat([merged["left"], merged["right"]], 1))
+        base = loss(out, t_out, gt, step=10**6)
+        out.depth = torch.cat([out.depth[:4], out.depth[4:] * 3.0])
+        moved = loss(out, t_out, gt, step=10**6)
+        assert float(moved["silog"]) == pytest.approx(float(base["silog"]))
+        assert float(moved["umr"]) != pytest.approx(float(base["umr"]))  # distillation does see them
+    finally:
+        trainer.close()
+    summary = train(cfg)
+    assert summary["steps"] == 2
+
+
+def test_unlabeled_frame_settings_are_checked(tmp_path):
+    with pytest.raises(ValueError, match="data.unlabeled is for the student stage"):
+        cfg_of(tiny(tmp_path, data={"unlabeled": {"batch_size": 2, "frames": 5}}))
+    student = {"stage": "student", "teacher_checkpoint": "t.pt"}
+    with pytest.raises(ValueError, match="first_index 3 overlaps the labeled training frames"):
+        overlap = {"batch_size": 2, "frames": 5, "first_index": 3}
+        cfg_of(tiny(tmp_path, **student, data={"unlabeled": overlap}))
+    with pytest.raises(ValueError, match="data.unlabeled.frames must be > 0"):
+        cfg_of(tiny(tmp_path, **student, data={"unlabeled": {"batch_size": 2}}))
+    with pytest.raises(ValueError, match="data.unlabeled.split is required"):
+        kitti = DataConfig(kind="kitti", root="r", train_split="s", unlabeled=UnlabeledConfig(batch_size=2))
+        kitti.validate()

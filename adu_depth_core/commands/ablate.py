@@ -28,7 +28,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--rows",
         nargs="+",
         metavar="ROW",
-        help="rows to train: baseline no_focal no_uem no_attention full (default: all, in the paper's order)",
+        help="rows to train: baseline no_focal no_uem no_attention full full_unlabeled (default: the paper's "
+        "five in its order, plus full_unlabeled when the recipe has data.unlabeled frames)",
+    )
+    parser.add_argument(
+        "--seeds", type=int, default=3, metavar="N",
+        help="runs per row, seeds seed … seed+N−1; the table shows mean ± std (default: 3)",
     )
     parser.add_argument(
         "--train-teacher",
@@ -54,7 +59,9 @@ def run(args: argparse.Namespace) -> int:
     from adu_depth_core.train.config import TrainConfig
 
     cfg = load_config(TrainConfig, args.config, list(args.overrides))
-    parse_rows(args.rows)  # bad row names fail before anything else
+    parse_rows(args.rows, cfg.data.unlabeled.enabled)  # bad row names fail before anything else
+    if args.seeds < 1:
+        raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
     teacher_cfg = None
     if args.train_teacher and not Path(cfg.teacher_checkpoint or "").is_file():
         tpath = args.teacher_config
@@ -67,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
             tpath = str(p.with_name(p.name.replace("student", "teacher")))
         teacher_cfg = load_config(TrainConfig, tpath, list(args.teacher_overrides))
     out = Path(args.out) if args.out else Path(cfg.out_dir).parent / "ablation"
-    result = run_ablation(cfg, out, rows=args.rows, teacher_cfg=teacher_cfg, eval_split=args.split)
+    result = run_ablation(cfg, out, rows=args.rows, teacher_cfg=teacher_cfg, eval_split=args.split,
+                          seeds=args.seeds)
     if result:
         print(result["table_markdown"])
         print(f"written: {out / 'ablation.json'}, {out / 'ablation.md'}")

@@ -111,7 +111,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--synth-split", choices=("train", "val", "test"), default="test", help="seed range (default: test)"
     )
     synth.add_argument("--first-index", type=int, default=0, help="first frame within the split (default: 0)")
-    synth.add_argument("--rig-preset", default="stereo_matters", help="rig preset (default: stereo_matters)")
+    synth.add_argument("--rig-preset", default="vehicle", help="rig preset (default: vehicle)")
     synth.add_argument(
         "--rig-config", type=Path, help="YAML of RigConfig fields applied on top of the preset"
     )

@@ -37,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--rate", type=float, default=10.0, help="rosbag frame rate in Hz (default: 10)")
     parser.add_argument(
-        "--preset", default="stereo_matters", help="rig preset: stereo_matters (default) or easy_mono"
+        "--preset", default="vehicle", help="rig preset: vehicle (default), varied_mount or easy_mono"
     )
     parser.add_argument("--rig-config", help="YAML file of RigConfig fields applied on top of the preset")
     parser.add_argument(

@@ -58,17 +58,20 @@ class _RenderCache:
         return getattr(self._rig, name)
 
 
-def _synthetic(cfg: DataConfig, split: str, train_size, eval_size, seed: int):
+def _synthetic(cfg: DataConfig, split: str, train_size, eval_size, seed: int, *, first_index: int = 0,
+               frames: int | None = None):
     from adu_depth_core.data.synthetic import SyntheticStereoDataset
 
-    frames = {"train": cfg.train_frames, "val": cfg.val_frames, "test": cfg.test_frames}[split]
+    if frames is None:
+        frames = {"train": cfg.train_frames, "val": cfg.val_frames, "test": cfg.test_frames}[split]
     if frames <= 0:
         raise ValueError(f"data.{split}_frames is 0: the synthetic rig has no {split} split")
     render = tuple(cfg.render_size) if cfg.render_size else (train_size or eval_size)
     if render is None:
         raise ValueError("data.render_size (or the training size) is needed to render the synthetic rig")
     ds = SyntheticStereoDataset(
-        frames, render, split, rig=cfg.rig, **_pipeline_kwargs(cfg, split, train_size, eval_size, seed)
+        frames, render, split, rig=cfg.rig, first_index=first_index,
+        **_pipeline_kwargs(cfg, split, train_size, eval_size, seed),
     )
     if cfg.cache:
         ds.rig = _RenderCache(ds.rig)
@@ -209,3 +212,21 @@ def build_dataset(data_cfg: DataConfig, split: str, model_cfg: ModelConfig | Non
         raise ValueError(f"unknown data.kind {data_cfg.kind!r}; expected one of {sorted(BUILDERS)}")
     train_size, eval_size = _sizes(data_cfg, model_cfg)
     return builder(data_cfg, split, train_size, eval_size, seed)
+
+
+def build_unlabeled_dataset(data_cfg: DataConfig, model_cfg: ModelConfig | None = None, *, seed: int = 0):
+    """The stereo frames of `data_cfg.unlabeled` (augmented like training frames). Their GT, where the
+    source has any, is not for use: the trainer zeroes it, so only the distillation terms see them."""
+    import dataclasses
+
+    u = data_cfg.unlabeled
+    if not u.enabled:
+        raise ValueError("data.unlabeled.batch_size is 0: no unlabeled frames are configured")
+    train_size, eval_size = _sizes(data_cfg, model_cfg)
+    if data_cfg.kind == "synthetic":
+        return _synthetic(data_cfg, "train", train_size, eval_size, seed, first_index=u.first_index,
+                          frames=u.frames)
+    if data_cfg.kind == "rosbag":
+        rosbag = dataclasses.replace(data_cfg.rosbag, bags=list(u.bags), require_gt=False, train_fraction=1.0)
+        return _rosbag(dataclasses.replace(data_cfg, rosbag=rosbag), "train", train_size, eval_size, seed)
+    return build_dataset(dataclasses.replace(data_cfg, train_split=u.split), "train", model_cfg, seed=seed)

@@ -3,9 +3,12 @@
 The *scene* depends only on the seed and the scene fields of `RigConfig`: a road plane with lane
 markings, raised sidewalks with kerbs, building facades with windows, vehicles and free boxes of random
 size at random distance (half of them lifted off the ground, so apparent size and ground contact do not
-give the distance away), poles and sky, and a camera height and pitch drawn per frame. Appearance is
-defined in 3-D (world-space procedural texture whose scale is drawn per surface, Lambert shading under a
-per-frame sun, nothing view-dependent), so the left and right views are photo-consistent.
+give the distance away), poles and sky, and the camera's mounting (`RigConfig.camera_height`,
+`pitch_deg`). Appearance is defined in 3-D (world-space procedural texture whose scale is drawn per
+surface, Lambert shading under a per-frame sun, nothing view-dependent), so the left and right views are
+photo-consistent. The camera is mounted once per rig, as on a vehicle (fixed height, pitch jittering by
+suspension-like fractions of a degree); `RigConfig.preset("varied_mount")` draws a new height and pitch
+per frame for robustness studies.
 
 The *rendering* depends on the image size and focal only: every pixel of both views is ray cast with
 vectorised numpy, giving the RGB pair, a dense depth (0 = sky or beyond `max_depth`) and a LiDAR-like
@@ -77,10 +80,13 @@ def rig_intrinsics(size: tuple[int, int] | str, fx_scale: float = 1.0) -> np.nda
 
 @dataclass
 class RigConfig:
-    """Settings of the synthetic rig. The defaults are the "stereo matters" rig of
-    docs/DATA.md (camera height and pitch varied per frame, half of the boxes lifted, object sizes and
-    texture scales random), where monocular shortcuts are weak; `RigConfig.preset("easy_mono")` is the
-    fixed-camera, grounded-boxes rig for comparison.
+    """Settings of the synthetic rig. The defaults are the `vehicle` rig of docs/DATA.md: one camera
+    mounting (1.65 m above the road, pitch within ±0.3°, as a car's suspension moves it), and scenes whose
+    monocular cues are weak where they are weak in reality (half of the boxes lifted off the ground, object
+    sizes and texture scales random, thin poles, sparse LiDAR-like labels), so a stereo teacher has something
+    to teach that one view can still learn. `RigConfig.preset("varied_mount")` draws the camera height
+    (1.0–2.6 m) and pitch (±4°) per frame, which makes metric scale unobservable from one view (a robustness
+    study, not a distillation benchmark); `easy_mono` is the fixed-camera, grounded-boxes rig.
 
     Ranges are (low, high), drawn uniformly per frame (log-uniformly for sizes and texture scales).
     Camera fields (`baseline`, `fx_scale`, `max_depth`, `image_noise`, `lidar_*`) only change how a scene
@@ -91,8 +97,8 @@ class RigConfig:
     fx_scale: float = 1.0  # multiplier on the KITTI-like focal 721.5377·W/1242
     max_depth: float = 80.0  # dense/sparse depth beyond this is 0 (KITTI's evaluation cap)
     image_noise: float = 1.0  # std of Gaussian sensor noise, grey levels (0-255), independent per view
-    camera_height: tuple[float, float] = (1.0, 2.6)  # metres above the road
-    pitch_deg: tuple[float, float] = (-4.0, 4.0)  # positive looks down; moves the horizon row
+    camera_height: tuple[float, float] = (1.65, 1.65)  # metres above the road (KITTI's mounting)
+    pitch_deg: tuple[float, float] = (-0.3, 0.3)  # positive looks down; suspension-like jitter
     road_half_width: tuple[float, float] = (3.0, 8.0)  # each side of the camera, metres
     sidewalk_width: tuple[float, float] = (1.5, 5.0)
     kerb_height: tuple[float, float] = (0.1, 0.2)
@@ -111,14 +117,17 @@ class RigConfig:
     lidar_elevation_deg: tuple[float, float] = (-24.8, 2.0)  # lowest, highest beam (level, world frame)
     lidar_density: float = 0.05  # target share of image pixels on the subsampled scan lines
 
-    PRESETS = ("stereo_matters", "easy_mono")
+    PRESETS = ("vehicle", "varied_mount", "easy_mono")
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> RigConfig:
-        """`stereo_matters` (the defaults) or `easy_mono` (fixed 1.65 m camera height and zero pitch,
-        every box on the ground, fixed vehicle and texture scale: the monocular-friendly rig)."""
-        if name == "stereo_matters":
+        """`vehicle` (the defaults), `varied_mount` (camera height 1.0–2.6 m and pitch ±4° drawn per frame)
+        or `easy_mono` (zero pitch, every box on the ground, fixed vehicle and texture scale: the
+        monocular-friendly rig)."""
+        if name == "vehicle":
             cfg = cls()
+        elif name == "varied_mount":
+            cfg = cls(camera_height=(1.0, 2.6), pitch_deg=(-4.0, 4.0))
         elif name == "easy_mono":
             cfg = cls(
                 camera_height=(1.65, 1.65),

@@ -69,10 +69,15 @@ EXTRA_HEADERS = {
 }
 
 
-def _cell(value: object, decimals: int) -> str:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+def _finite(value: object) -> bool:
+    return not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value)
+
+
+def _cell(value: object, decimals: int, std: object = None) -> str:
+    if not _finite(value):
         return "-"
-    return f"{float(value):.{decimals}f}"
+    text = f"{float(value):.{decimals}f}"  # type: ignore[arg-type]
+    return text + f" ± {float(std):.{decimals}f}" if _finite(std) else text  # type: ignore[arg-type]
 
 
 def format_table(
@@ -82,6 +87,7 @@ def format_table(
     crop: str | None = None,
     max_depth: float | None = 80.0,
     caption: str | None = None,
+    spread: Mapping[str, Mapping[str, float]] | None = None,
 ) -> str:
     """A markdown table, one row per method, then a one-line caption naming protocol, crop and depth cap.
 
@@ -92,6 +98,8 @@ def format_table(
         crop: the evaluation crop name (`crops.CROPS`), printed in the caption; None prints "no crop".
         max_depth: depth cap printed in the caption (None leaves it out).
         caption: replaces the generated caption when given.
+        spread: {method name: metrics dict} of seed-to-seed standard deviations; cells of methods that
+            have one read "mean ± std" (`results` then holds the means).
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown table protocol {protocol!r}; expected one of {tuple(PROTOCOLS)}")
@@ -109,7 +117,8 @@ def format_table(
         "|---" * (len(columns) + 1) + "|",
     ]
     for name, metrics in results.items():
-        cells = [_cell(metrics.get(key), decimals) for key, _, decimals in columns]
+        stds = (spread or {}).get(name, {})
+        cells = [_cell(metrics.get(key), decimals, stds.get(key)) for key, _, decimals in columns]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     if caption is None:
         crop_name = normalize_crop_name(crop)

@@ -3,8 +3,10 @@
     image(s) in [0, 1] → Encoder (timm, 4 levels, LayerNorm each) → PPM on 1/32 → NeWCRF decoder (1/32 → 1/4)
     → depth head (metres) [+ UEM: log variance, and its pyramid at the encoder resolutions]
 
-The teacher takes the left and right images concatenated on channels (6) and has no UEM; the student takes
-one image (3) and has the UEM. With `inference_only = True` the student returns `(depth, log_var)` only,
+The teacher takes the left and right images concatenated on channels (6) and has no UEM; with
+`teacher_fusion: cost_volume` its encoder sees the left view and a correlation cost volume of the two views
+is added to the encoder features (`stereo.py`). The student takes one image (3) and has the UEM. With
+`inference_only = True` the student returns `(depth, log_var)` only,
 which is what ONNX export traces.
 """
 
@@ -23,7 +25,8 @@ from .encoder import Encoder
 from .heads import DepthHead, UncertaintyHead, log_var_pyramid
 from .newcrf import NeWCRFDecoder
 from .ppm import PPM
-from .presets import STRIDE, ModelConfig
+from .presets import STRIDE, ModelConfig, check_disparity_range
+from .stereo import CostVolumeFusion
 
 __all__ = ["DepthNet", "DepthOutput", "build_model", "build_student", "build_teacher", "load_model"]
 
@@ -66,9 +69,10 @@ class DepthNet(nn.Module):
         self.config = config
         self.stage = stage
         self.in_chans = 6 if stage == "teacher" else 3
+        cost_volume = stage == "teacher" and config.teacher_fusion == "cost_volume"
         self.encoder = Encoder(
             arch.encoder,
-            in_chans=self.in_chans,
+            in_chans=3 if cost_volume else self.in_chans,
             img_size=tuple(config.input_size),
             pretrained=config.pretrained,
             drop_path_rate=arch.drop_path_rate,
@@ -76,6 +80,7 @@ class DepthNet(nn.Module):
         )
         self.enc_channels = list(self.encoder.channels)
         self.dec_channels = list(arch.decoder_dims)
+        self.stereo = CostVolumeFusion(self.enc_channels, config.max_disparity) if cost_volume else None
         self.ppm = PPM(self.enc_channels[-1], arch.ppm_channels)
         self.decoder = NeWCRFDecoder(self.enc_channels, arch.decoder_dims, arch.decoder_heads,
                                      top_v_dim=arch.ppm_channels, window=arch.window)
@@ -105,6 +110,8 @@ class DepthNet(nn.Module):
             raise ValueError(f"input H and W must be multiples of {STRIDE}, got {h}x{w}; "
                              f"resize or crop to e.g. {max(STRIDE, h // STRIDE * STRIDE)}x"
                              f"{max(STRIDE, w // STRIDE * STRIDE)}")
+        if self.stereo is not None:
+            check_disparity_range(self.stereo.max_disparity, w, "the input")
 
     def forward(self, x: torch.Tensor) -> DepthOutput | tuple[torch.Tensor, torch.Tensor]:
         """
@@ -112,7 +119,11 @@ class DepthNet(nn.Module):
             x: (B, 3, H, W) RGB (student) or (B, 6, H, W) left+right RGB (teacher), in [0, 1].
         """
         self.check_input(x)
-        enc = self.encoder(x)  # 4 x (B, C_i, H/s_i, W/s_i)
+        if self.stereo is not None:
+            left, right = x[:, :3], x[:, 3:]
+            enc = self.stereo(left, right, self.encoder(left))  # 4 x (B, C_i, H/s_i, W/s_i)
+        else:
+            enc = self.encoder(x)  # 4 x (B, C_i, H/s_i, W/s_i)
         dec = self.decoder(enc, self.ppm(enc[-1]))  # 4 x (B, D_i, H/s_i, W/s_i)
         depth = self.depth_head(dec[0])  # B, 1, H, W
         if self.uem is None:

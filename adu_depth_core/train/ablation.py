@@ -1,9 +1,12 @@
 """The paper's Table 4: train every distillation ablation row with the same budget against one teacher,
 evaluate each on the held-out test split and print the table (plus the teacher as a reference row).
 
-Every row is the student recipe with only `distill` changed (`distill.ablation_configs`): same data,
-same seed (so the same initial student weights and data order), same steps. Rows whose `last.pt` is
-already complete are reused; a row that stopped part-way is resumed.
+Every row is the student recipe with only `distill` changed (`distill.ablation_configs`): same data, same
+steps, and the same `seeds` seeds (seed s gives every row the same initial student weights and data
+order), so a row's mean ± std over seeds is its result and the std is the seed-to-seed spread a difference
+has to beat. When the recipe has unlabeled frames (`data.unlabeled`), the five paper rows train without
+them and an extra row, "Full + unlabeled frames", trains the full scheme with them. Runs whose `last.pt` is
+already complete are reused; a run that stopped part-way is resumed.
 """
 
 from __future__ import annotations
@@ -36,7 +39,9 @@ ROW_LABELS = {
     "no_uem": "−UEM",
     "no_attention": "−Attention",
     "full": "Full",
+    "full_unlabeled": "Full + unlabeled frames",
 }
+PAPER_ROWS = ("baseline", "no_focal", "no_uem", "no_attention", "full")
 _ALIASES = {
     **{k: k for k in ROW_LABELS},
     **{v.lower(): k for k, v in ROW_LABELS.items()},
@@ -45,13 +50,15 @@ _ALIASES = {
     "-attention": "no_attention",
     "full-setting": "full",
     "full_setting": "full",
+    "unlabeled": "full_unlabeled",
 }
 
 
-def parse_rows(rows: list[str] | tuple[str, ...] | None) -> list[str]:
-    """Row keys in table order from user spellings (`full`, `Full`, `-Focal`, `no_focal`, ...)."""
+def parse_rows(rows: list[str] | tuple[str, ...] | None, unlabeled: bool = False) -> list[str]:
+    """Row keys in table order from user spellings (`full`, `Full`, `-Focal`, `no_focal`, ...); the default
+    is the paper's five rows, plus `full_unlabeled` when the recipe has unlabeled frames."""
     if not rows:
-        return list(ROW_LABELS)
+        return list(PAPER_ROWS) + (["full_unlabeled"] if unlabeled else [])
     wanted = set()
     for r in rows:
         for part in str(r).split(","):
@@ -59,7 +66,28 @@ def parse_rows(rows: list[str] | tuple[str, ...] | None) -> list[str]:
             if key is None:
                 raise ValueError(f"unknown ablation row {part!r}; choose from {list(ROW_LABELS)}")
             wanted.add(key)
+    if "full_unlabeled" in wanted and not unlabeled:
+        raise ValueError("ablation row full_unlabeled needs unlabeled frames: set data.unlabeled.batch_size "
+                         "and its frames / split / bags in the recipe")
     return [k for k in ROW_LABELS if k in wanted]
+
+
+def row_configs(cfg: TrainConfig, keys: list[str], out: Path, seeds: int) -> dict[str, list[TrainConfig]]:
+    """The training config of every (row, seed): the recipe with the row's `distill`, its seed and folder;
+    unlabeled frames only in the `full_unlabeled` row."""
+    variants = ablation_configs(cfg.distill)
+    off = dataclasses.replace(cfg.data.unlabeled, batch_size=0)
+    no_unlabeled = dataclasses.replace(cfg.data, unlabeled=off)
+    configs: dict[str, list[TrainConfig]] = {}
+    for key in keys:
+        if key == "full_unlabeled":
+            distill, data = variants["full"], cfg.data
+        else:
+            distill, data = variants[key], no_unlabeled
+        seeds_of_row = [cfg.seed + k for k in range(seeds)]
+        configs[key] = [cfg.replace(distill=distill, data=data, seed=s, out_dir=str(out / key / f"seed{s}"))
+                        for s in seeds_of_row]
+    return configs
 
 
 def _finished(path: Path, cfg_dict: dict[str, Any]) -> bool:
@@ -92,6 +120,7 @@ def run_ablation(
     rows: list[str] | tuple[str, ...] | None = None,
     teacher_cfg: TrainConfig | None = None,
     eval_split: str = "test",
+    seeds: int = 3,
 ) -> dict[str, Any]:
     """Train and evaluate the ablation rows; returns (and writes `ablation.json` / `ablation.md`) the results.
 
@@ -102,10 +131,13 @@ def run_ablation(
         teacher_cfg: a teacher config, trained to `cfg.teacher_checkpoint` first when that file does not
             exist (None: the checkpoint must exist).
         eval_split: the split every row is evaluated on ("test": held-out seeds of the synthetic rig).
+        seeds: runs per row, with seeds cfg.seed … cfg.seed + seeds − 1; rows report mean ± std.
     """
     if cfg.stage != "student":
         raise ValueError(f"ablate needs a student config (stage: student), got stage {cfg.stage!r}")
-    keys = parse_rows(rows)
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise ValueError(f"seeds must be a positive integer (runs per row), got {seeds!r}")
+    keys = parse_rows(rows, cfg.data.unlabeled.enabled)
     out = Path(out_dir)
     teacher_path = Path(cfg.teacher_checkpoint or "")
     # --- user errors before any training
@@ -138,24 +170,18 @@ def run_ablation(
             resume = teacher_path.parent / "last.pt"
             train(tcfg, dist_info=dist_info, resume=resume if resume.is_file() else None)
 
-        variants = ablation_configs(cfg.distill)
-        row_ckpts: dict[str, Path] = {}
-        for key in keys:
-            row_cfg = dataclasses.replace(cfg, distill=variants[key], out_dir=str(out / key))
-            row_cfg.validate()
-            last = out / key / "last.pt"
-            if _finished(last, to_dict(row_cfg)):
-                log.info("row %s: reusing the finished run in %s", ROW_LABELS[key], last.parent)
-            else:
-                resume = last if last.is_file() else None
-                log.info(
-                    "row %s: training into %s%s",
-                    ROW_LABELS[key],
-                    last.parent,
-                    " (resuming)" if resume else "",
-                )
-                train(row_cfg, dist_info=dist_info, resume=resume, overwrite=resume is None)
-            row_ckpts[key] = last
+        row_ckpts: dict[str, list[Path]] = {}
+        for key, run_cfgs in row_configs(cfg, keys, out, seeds).items():
+            for run_cfg in run_cfgs:
+                last = Path(run_cfg.out_dir) / "last.pt"
+                what = f"row {ROW_LABELS[key]}, seed {run_cfg.seed}"
+                if _finished(last, to_dict(run_cfg)):
+                    log.info("%s: reusing the finished run in %s", what, last.parent)
+                else:
+                    resume = last if last.is_file() else None
+                    log.info("%s: training into %s%s", what, last.parent, " (resuming)" if resume else "")
+                    train(run_cfg, dist_info=dist_info, resume=resume, overwrite=resume is None)
+                row_ckpts.setdefault(key, []).append(last)
 
         result: dict[str, Any] = {}
         if dist_info.is_main:
@@ -166,10 +192,21 @@ def run_ablation(
         du.cleanup()
 
 
+def _mean_std(runs: list[dict[str, float]]) -> tuple[dict[str, float], dict[str, float]]:
+    """Per-metric mean and sample standard deviation (ddof 1; none for a single run) over runs."""
+    keys = [k for k in runs[0] if all(k in r for r in runs)]
+    mean = {k: float(sum(r[k] for r in runs) / len(runs)) for k in keys}
+    if len(runs) < 2:
+        return mean, {}
+    std = {k: math.sqrt(sum((r[k] - mean[k]) ** 2 for r in runs) / (len(runs) - 1)) for k in keys
+           if k != "n_images"}
+    return mean, std
+
+
 def _evaluate_rows(
     cfg: TrainConfig,
     teacher_path: Path,
-    row_ckpts: dict[str, Path],
+    row_ckpts: dict[str, list[Path]],
     out: Path,
     split: str,
     device: torch.device,
@@ -182,34 +219,49 @@ def _evaluate_rows(
         max_depth=cfg.eval_max_depth,
         crop=cfg.val.crop,
     )
-    entries: dict[str, dict[str, Any]] = {}
-    for label, path in [("Teacher", teacher_path)] + [(ROW_LABELS[k], p) for k, p in row_ckpts.items()]:
+
+    def score(path: Path) -> tuple[dict[str, Any], dict[str, float], dict[str, float]]:
         ckpt = load_checkpoint(path)
         model = load_model(ckpt).to(device)
         metrics, _ = evaluate_model(model, loader, amp="none", **kwargs)
         sparse, dense = _split_metrics(metrics)
-        entries[label] = {
-            "checkpoint": str(path),
-            "steps": ckpt.get("step"),
+        return ckpt, sparse, dense
+
+    entries: dict[str, dict[str, Any]] = {}
+    rows = [("Teacher", [teacher_path])] + [(ROW_LABELS[k], paths) for k, paths in row_ckpts.items()]
+    for label, paths in rows:
+        runs = []
+        for path in paths:
+            ckpt, sparse, dense = score(path)
+            runs.append({"checkpoint": str(path), "seed": ckpt.get("config", {}).get("seed"),
+                         "steps": ckpt.get("step"), "sparse": sparse, "dense": dense})
+        entry: dict[str, Any] = {
             "distill": ckpt.get("config", {}).get("distill") if label != "Teacher" else None,
-            "sparse": sparse,
-            "dense": dense,
+            "seeds": [r["seed"] for r in runs],
+            "runs": runs,
         }
+        for gt in ("sparse", "dense"):
+            entry[gt], entry[f"{gt}_std"] = _mean_std([r[gt] for r in runs]) if runs[0][gt] else ({}, {})
+        entries[label] = entry
         log.info(
-            "%s: abs_rel %.4f (sparse)%s",
+            "%s: abs_rel %.4f (sparse)%s over %d run(s)",
             label,
-            sparse.get("abs_rel", float("nan")),
-            f", {dense['abs_rel']:.4f} (dense)" if "abs_rel" in dense else "",
+            entry["sparse"].get("abs_rel", float("nan")),
+            f", {entry['dense']['abs_rel']:.4f} (dense)" if "abs_rel" in entry["dense"] else "",
+            len(runs),
         )
-        del model
 
     n_images = int(next(iter(entries.values()))["sparse"].get("n_images", 0))
     where = f"{cfg.data.kind} {split} split, {n_images} images"
     budget = f"{cfg.steps} steps" if cfg.steps is not None else f"{cfg.epochs} epochs"
+    n_seeds = max(len(p) for p in row_ckpts.values()) if row_ckpts else 1
+    if n_seeds > 1:
+        budget += f", mean ± std over {n_seeds} seeds (the teacher: one run)"
     tables = [
         "### Sparse GT (LiDAR-like)\n",
         format_table(
             {k: v["sparse"] for k, v in entries.items()},
+            spread={k: v["sparse_std"] for k, v in entries.items()},
             crop=cfg.val.crop,
             max_depth=cfg.eval_max_depth,
             caption=f"Table 4 layout; {where}; sparse GT; every student row trained {budget}; "
@@ -221,6 +273,7 @@ def _evaluate_rows(
             "\n### Dense GT\n",
             format_table(
                 {k: v["dense"] for k, v in entries.items()},
+                spread={k: v["dense_std"] for k, v in entries.items()},
                 crop=cfg.val.crop,
                 max_depth=cfg.eval_max_depth,
                 caption=f"Table 4 layout; {where}; dense GT (every pixel); "

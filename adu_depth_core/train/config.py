@@ -93,6 +93,51 @@ class RosbagConfig:
 
 
 @dataclass
+class UnlabeledConfig:
+    """Stereo frames without ground truth for the student stage: only the distillation terms (the teacher's
+    depth, features and focal term) apply to them, L_b never does (their GT is zeroed). Real rigs record
+    hours of stereo for minutes of LiDAR; this is how a student learns from the rest.
+
+    `batch_size` unlabeled frames join every labeled batch while the distillation weight is > 0 (0 = off).
+    Where they come from follows `data.kind`:
+
+    * `synthetic`: `frames` rig frames from the train seed range, after index `first_index` (disjoint from
+      the labeled training frames, which use indices 0 … train_frames − 1);
+    * `kitti` / `drivingstereo`: `split`, a split file / list of frames (KITTI lines may have `None` GT);
+    * `rosbag`: `bags`, recordings read with `require_gt: false` (stretches without LiDAR included).
+    """
+
+    batch_size: int = 0
+    frames: int = 0
+    first_index: int = 500_000
+    split: str | None = None
+    bags: list[str] = field(default_factory=list)
+
+    @property
+    def enabled(self) -> bool:
+        return self.batch_size > 0
+
+    def validate(self) -> None:
+        if self.batch_size < 0 or self.frames < 0:
+            raise ValueError("data.unlabeled.batch_size and data.unlabeled.frames must be >= 0 (0 = off), "
+                             f"got {self.batch_size} and {self.frames}")
+
+    def validate_for(self, kind: str) -> None:
+        """The settings `kind` needs when unlabeled frames are on."""
+        self.validate()
+        if not self.enabled:
+            return
+        if kind == "synthetic" and self.frames < 1:
+            raise ValueError("data.unlabeled.frames must be > 0 when data.unlabeled.batch_size > 0")
+        if kind == "synthetic" and self.first_index < 0:
+            raise ValueError(f"data.unlabeled.first_index must be >= 0, got {self.first_index}")
+        if kind in ("kitti", "drivingstereo") and not self.split:
+            raise ValueError(f"data.unlabeled.split is required for data.kind={kind!r} (a frame list)")
+        if kind == "rosbag" and not self.bags:
+            raise ValueError("data.unlabeled.bags is empty: list the recordings without GT to distil on")
+
+
+@dataclass
 class DataConfig:
     """Where training / validation / test samples come from (`data.factory.build_dataset`).
 
@@ -131,8 +176,11 @@ class DataConfig:
     cache: bool = True  # synthetic: keep rendered frames in memory (rendering is a pure function of the seed)
     # rosbag2 recordings of your own rig
     rosbag: RosbagConfig = field(default_factory=RosbagConfig)
+    # frames without GT for the distillation terms (student stage)
+    unlabeled: UnlabeledConfig = field(default_factory=UnlabeledConfig)
 
     def validate(self) -> None:
+        self.unlabeled.validate_for(self.kind)
         for name in ("input_size", "eval_size"):
             size = getattr(self, name)
             if size is not None and (size[0] <= 0 or size[1] <= 0 or size[0] % 32 or size[1] % 32):
@@ -266,6 +314,18 @@ class TrainConfig:
                 f"{list(self.model.input_size)}: the network is built for the training crop; set both or "
                 "leave data.input_size null"
             )
+        if self.stage == "teacher" and self.data.unlabeled.enabled:
+            raise ValueError(
+                "data.unlabeled is for the student stage: the teacher learns from GT only (L_b); set "
+                "data.unlabeled.batch_size=0 for a teacher"
+            )
+        if self.data.kind == "synthetic" and self.data.unlabeled.enabled:
+            u = self.data.unlabeled
+            if u.first_index < self.data.train_frames:
+                raise ValueError(
+                    f"data.unlabeled.first_index {u.first_index} overlaps the labeled training frames "
+                    f"(indices 0-{self.data.train_frames - 1}); use an index >= {self.data.train_frames}"
+                )
         if self.stage == "student" and not self.teacher_checkpoint:
             raise ValueError("stage 'student' needs teacher_checkpoint (a checkpoint from a teacher run)")
         metric = self.best_metric.removeprefix("dense_")

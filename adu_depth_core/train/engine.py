@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader
 
 from adu_depth_core.checkpoint import load_checkpoint, save_checkpoint
 from adu_depth_core.config import to_dict
-from adu_depth_core.data.factory import build_dataset, has_split
+from adu_depth_core.data.factory import build_dataset, build_unlabeled_dataset, has_split
 from adu_depth_core.distill import DistillationLoss, SILogLoss
 from adu_depth_core.evaluation import (
     MetricAccumulator,
@@ -364,6 +364,7 @@ class DepthTrainer(TrainerBase):
         # -- data
         self.train_set = build_dataset(cfg.data, "train", cfg.model, seed=cfg.seed)
         self.val_set = self._maybe_val_set()
+        self.unlabeled_set = self._maybe_unlabeled_set()
         n = len(self.train_set)
         # read one sample of each split now: a wrong root or a missing image fails here, not in a worker
         for split, dataset in (("train", self.train_set), ("val", self.val_set)):
@@ -563,7 +564,45 @@ class DepthTrainer(TrainerBase):
             return None  # validation runs on rank 0 only
         return build_dataset(cfg.data, "val", cfg.model, seed=cfg.seed)
 
+    def _maybe_unlabeled_set(self):
+        """Frames without GT for the distillation terms (student stage, `data.unlabeled`), else None."""
+        u = self.cfg.data.unlabeled
+        if not u.enabled or self.cfg.stage != "student":
+            return None
+        if u.batch_size % self.dist.world_size:
+            raise ValueError(f"data.unlabeled.batch_size {u.batch_size} (global) is not divisible by the "
+                             f"{self.dist.world_size} processes")
+        seed = derive_seed(self.cfg.seed, 0x0B1)
+        dataset = build_unlabeled_dataset(self.cfg.data, self.cfg.model, seed=seed)
+        if len(dataset) == 0:
+            raise ValueError("data.unlabeled describes no frames; check its frames / split / bags")
+        log.info("%d unlabeled stereo frames, %d per step alongside the labeled batch", len(dataset),
+                 u.batch_size)
+        return dataset
+
     # ---------------------------------------------------------------- the step
+    def _unlabeled_batch(self, step: int) -> dict[str, Any]:
+        """The unlabeled frames of `step`: drawn by a generator seeded with (seed, rank, step), so a resumed
+        run draws exactly what the uninterrupted one would have."""
+        assert self.unlabeled_set is not None
+        per_rank = self.cfg.data.unlabeled.batch_size // self.dist.world_size
+        gen = torch.Generator().manual_seed(derive_seed(self.cfg.seed, self.dist.rank, step, 0x0B1))
+        picks = torch.randint(len(self.unlabeled_set), (per_rank,), generator=gen).tolist()
+        if hasattr(self.unlabeled_set, "set_epoch"):
+            self.unlabeled_set.set_epoch(step)  # fresh augmentation each time a frame is drawn
+        samples = [self.unlabeled_set[i] for i in picks]
+        return {key: torch.stack([torch.as_tensor(s[key]) for s in samples]) for key in ("left", "right")}
+
+    def _with_unlabeled(self, batch: dict[str, Any], step: int) -> tuple[dict[str, Any], torch.Tensor]:
+        """Labeled batch plus the step's unlabeled frames, and the GT with zeros (= no GT) for the latter."""
+        gt = batch["depth"].to(self.device, non_blocking=True)
+        if self.unlabeled_set is None:
+            return batch, gt
+        extra = self._unlabeled_batch(step)
+        merged = {key: torch.cat([batch[key], extra[key].to(batch[key].dtype)]) for key in ("left", "right")}
+        no_gt = gt.new_zeros((extra["left"].shape[0], *gt.shape[1:]))
+        return merged, torch.cat([gt, no_gt])
+
     def _next_batch(self) -> dict[str, Any]:
         while True:
             if self._data_iter is None:
@@ -593,6 +632,7 @@ class DepthTrainer(TrainerBase):
                 assert self.teacher is not None and self.distill_loss is not None
                 teacher_out = None
                 if self.distill_loss.distill_weight(step) > 0:
+                    batch, gt = self._with_unlabeled(batch, step)
                     with torch.no_grad():
                         teacher_out = self.teacher(model_input(self.teacher, batch, self.device))
                 left = batch["left"].to(self.device, non_blocking=True)

@@ -1,0 +1,93 @@
+"""Explicit stereo matching for the teacher: a correlation cost volume at 1/4 resolution, fused into the
+encoder's four feature levels.
+
+Early fusion (left and right stacked on channels) leaves it to the encoder to discover matching; a
+from-scratch network on a small budget mostly does not and learns monocular depth instead. Here matching
+is built in, as in DispNetC / PSMNet / RAFT-Stereo: a small CNN shared by both views gives L2-normalised
+features f_L, f_R at 1/4 resolution, and
+
+    C[d](y, x) = < f_L(y, x), f_R(y, x − d) >        d = 0 … D − 1   (zero where x − d < 0)
+
+for D = max_disparity / 4 candidate disparities. The volume and f_L go through a few convolutions; the
+result is added to the encoder feature of each level (strided convolutions carry it down to 1/8, 1/16,
+1/32), so the decoder, the depth head and the feature distillation see the same levels and widths as with
+early fusion. Depth is then learned from disparity by the decoder; nothing assumes the rig's focal or
+baseline, so the teacher works for any calibrated rig of the training geometry.
+"""
+
+from __future__ import annotations
+
+import torch
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from torch import nn
+from torch.nn import functional as F
+
+__all__ = ["CostVolumeFusion", "correlation_volume"]
+
+REDUCTION = 4  # the cost volume lives at 1/4 of the input resolution
+
+
+def correlation_volume(left: torch.Tensor, right: torch.Tensor, num_disp: int) -> torch.Tensor:
+    """(B, D, H, W) mean over channels of left(x) · right(x − d) for d < num_disp; 0 where x − d < 0.
+
+    Args:
+        left, right: (B, C, H, W) feature maps of the rectified left and right views.
+        num_disp: D, number of integer disparities (at this resolution) to test.
+    """
+    b, _, h, w = left.shape
+    if not 0 < num_disp < w:
+        raise ValueError(f"correlation over {num_disp} disparities needs a map wider than that, "
+                         f"got width {w}")
+    volume = left.new_zeros(b, num_disp, h, w)
+    for d in range(num_disp):
+        volume[:, d, :, d:] = (left[..., d:] * right[..., : w - d]).mean(1)
+    return volume
+
+
+def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1), nn.LeakyReLU(0.1, inplace=True))
+
+
+class CostVolumeFusion(nn.Module):
+    """Cost volume of the two views, added to the left view's encoder features at every level.
+
+    Args:
+        enc_channels: channels of the four encoder levels (1/4 … 1/32), finest first.
+        max_disparity: largest disparity searched, in input pixels (a multiple of 4).
+        feat_dim: channels of the matching features.
+        width: channels of the aggregated volume.
+    """
+
+    def __init__(self, enc_channels: list[int], max_disparity: int, feat_dim: int = 24, width: int = 48):
+        super().__init__()
+        if max_disparity <= 0 or max_disparity % REDUCTION:
+            raise ValueError(f"max_disparity must be a positive multiple of {REDUCTION}, got {max_disparity}")
+        self.max_disparity = max_disparity
+        self.num_disp = max_disparity // REDUCTION
+        self.register_buffer("mean", torch.tensor(IMAGENET_DEFAULT_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_DEFAULT_STD).view(1, 3, 1, 1), persistent=False)
+        self.features = nn.Sequential(  # shared by both views; 1/4 resolution
+            _conv(3, 16, 2), _conv(16, 32, 2), _conv(32, 32), nn.Conv2d(32, feat_dim, 1)
+        )
+        self.aggregate = nn.Sequential(_conv(self.num_disp + feat_dim, width), _conv(width, width))
+        self.down = nn.ModuleList(_conv(width, width, 2) for _ in enc_channels[1:])
+        self.inject = nn.ModuleList(nn.Conv2d(width, c, 1) for c in enc_channels)
+
+    def forward(self, left: torch.Tensor, right: torch.Tensor, enc: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Encoder features of the left view plus the stereo evidence, level by level.
+
+        Args:
+            left, right: (B, 3, H, W) RGB in [0, 1].
+            enc: the left view's four encoder features, finest first.
+        """
+        f_l, f_r = (F.normalize(self.features((x - self.mean) / self.std), dim=1) for x in (left, right))
+        volume = correlation_volume(f_l, f_r, self.num_disp)  # B, D, H/4, W/4
+        g = self.aggregate(torch.cat([volume, f_l], 1))
+        fused = []
+        for lv, feat in enumerate(enc):
+            if lv > 0:
+                g = self.down[lv - 1](g)
+            if g.shape[-2:] != feat.shape[-2:]:
+                g = F.interpolate(g, size=feat.shape[-2:], mode="bilinear", align_corners=False)
+            fused.append(feat + self.inject[lv](g))
+        return fused
