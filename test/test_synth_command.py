@@ -91,7 +91,7 @@ def test_non_empty_output_is_refused_with_the_path(tmp_path, capsys):
     (out / "keep.txt").write_text("precious")
     assert synth(out, "--frames", "1") == 2
     err = capsys.readouterr().err
-    assert f"output directory already holds data: {out}" in err
+    assert f"--out {out} already holds files (choose a new or empty folder)" in err
     assert (out / "keep.txt").read_text() == "precious" and len(list(out.iterdir())) == 1
 
 
