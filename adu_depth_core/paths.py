@@ -71,9 +71,10 @@ def _nearest_existing(path: Path) -> Path:
     return p
 
 
-def _check_creatable(path: Path, flag: str) -> None:
-    """The parent chain of `path` can hold it: the nearest existing ancestor is a writable folder."""
-    base = _nearest_existing(path.parent)
+def _check_creatable(path: Path, flag: str, is_dir: bool = False) -> None:
+    """`path` (a file, or a folder with `is_dir`) can be written: its nearest existing ancestor (the
+    folder itself when it exists) is a writable folder."""
+    base = _nearest_existing(path if is_dir else path.parent)
     if not base.is_dir():
         raise ValueError(f"{flag} {path}: {base} is a file, so the folder cannot be created there")
     if not os.access(base, os.W_OK | os.X_OK):
@@ -126,5 +127,5 @@ def check_output_dir(
     if path.is_dir() and not overwrite and any(path.iterdir()):
         fix = "pass --overwrite to write into it, or choose" if can_overwrite else "choose"
         raise FileExistsError(f"{flag} {path} already holds files ({fix} a new or empty folder)")
-    _check_creatable(path / "x", flag)
+    _check_creatable(path, flag, is_dir=True)
     return path

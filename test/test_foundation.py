@@ -165,6 +165,11 @@ def test_output_checks(tmp_path):
         check_output_file(a_file / "sub" / "m.json", "--json")
     with pytest.raises(ValueError, match="is a file; expected a folder"):
         check_output_dir(a_file, "--out")
+    with pytest.raises(ValueError) as info:
+        check_output_dir(a_file / "b", "--out-bag")
+    assert str(info.value) == (
+        f"--out-bag {a_file / 'b'}: {a_file} is a file, so the folder cannot be created there"
+    )
     with pytest.raises(FileExistsError, match=r"already holds files \(choose a new or empty folder\)"):
         check_output_dir(tmp_path, "--out", can_overwrite=False)
     with pytest.raises(ValueError, match="lies inside the input"):
