@@ -52,11 +52,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return int(_module(args.command).run(args) or 0)
-    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as exc:
-        # Errors a user can cause end in one clear line, not a traceback (use -v for the trace).
+    except (ValueError, OSError, RuntimeError) as exc:
+        # Errors a user can cause (bad input, a full disk, no permission) end in one clear line naming
+        # the thing, not a traceback (use -v for the trace).
         if args.verbose:
             raise
-        print(f"adu-depth {args.command}: error: {exc}", file=sys.stderr)
+        from adu_depth_core.paths import os_error_line
+
+        line = os_error_line(exc) if isinstance(exc, OSError) else str(exc)
+        print(f"adu-depth {args.command}: error: {line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"adu-depth {args.command}: interrupted", file=sys.stderr)

@@ -329,3 +329,81 @@ def test_onnx_backend_bag_eval_equals_eval(rig, tmp_path):
     assert bag["n_images"] == N_FRAMES
     for key in SCORED:
         assert bag[key] == ev["dense_" + key], key
+
+
+# ---- bad topics, outputs inside the bag, a full disk -----------------------------------------------------
+
+
+def _line(capsys):
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    return err[0]
+
+
+def test_depth_image_on_the_image_topic_names_topic_stamp_and_encoding(rig, capsys):
+    bag = rig["bags"]["mcap"]
+    args = ("--image-topic", rb.DEPTH_GT, "--camera-info-topic", rb.LEFT_INFO, "--gt-topic", rb.DEPTH_GT)
+    assert _bag_eval(rig["student"], bag, *args) == 2
+    line = _line(capsys)
+    assert line.startswith(f"adu-depth bag-eval: error: {rb.DEPTH_GT} at ")
+    assert " s: expected a camera image" in line
+    assert "got encoding '32FC1'" in line
+
+
+def test_save_vis_inside_the_input_bag_is_refused_and_the_bag_is_untouched(rig, capsys):
+    bag = rig["bags"]["mcap"]
+    before = _tree_digest(bag)
+    for vis in (bag, bag / "vis"):
+        args = ("--gt-topic", rb.DEPTH_GT, "--save-vis", vis, "--overwrite")
+        assert _bag_eval(rig["student"], bag, *args) == 2
+        assert f"--save-vis {vis} lies inside the input {bag}" in _line(capsys)
+    assert _tree_digest(bag) == before
+
+
+def test_full_disk_while_writing_the_out_bag_is_one_line_and_leaves_nothing(
+    rig, tmp_path, capsys, monkeypatch
+):
+    import errno
+
+    from rosbags.rosbag2 import Writer
+
+    def full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Writer, "write", full)
+    out = tmp_path / "out_bag"
+    assert _bag_eval(rig["student"], rig["bags"]["mcap"], "--gt-topic", rb.DEPTH_GT, "--out-bag", out) == 2
+    assert _line(capsys) == (
+        f"adu-depth bag-eval: error: {out}: no space left on the device; free space or choose another output "
+        "location"
+    )
+    assert list(tmp_path.iterdir()) == []  # neither the bag nor its temp folder
+
+
+def test_msg_to_rgb_refuses_depth_encodings():
+    msg = rm.image_to_msg(np.ones((4, 6), np.float32), "32FC1", 5, "cam")
+    with pytest.raises(ValueError, match=r"expected a camera image .* got encoding '32FC1' \(4x6\)"):
+        rm.msg_to_rgb(msg)
+    rgb = np.arange(72, dtype=np.uint8).reshape(4, 6, 3)
+    np.testing.assert_array_equal(rm.msg_to_rgb(rm.image_to_msg(rgb, "rgb8", 5, "cam")), rgb)
+
+
+def test_bag_metadata_file_names_cannot_leave_the_bag(rig, tmp_path):
+    """rosbag2 metadata names its storage files; a name climbing out of the bag folder is read as the file
+    of that name inside the bag (rosbags takes the base name), never outside."""
+    import yaml
+
+    bag = tmp_path / "bag"
+    shutil.copytree(rig["bags"]["mcap"], bag)
+    meta = yaml.safe_load((bag / "metadata.yaml").read_text())
+    info = meta["rosbag2_bagfile_information"]
+    name = info["relative_file_paths"][0]
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    shutil.copy(bag / name, outside / name)
+    info["relative_file_paths"] = [f"../outside/{name}"]
+    (bag / name).unlink()
+    (bag / "metadata.yaml").write_text(yaml.safe_dump(meta))
+    with pytest.raises(ValueError, match="not a readable rosbag2 bag"):
+        with rb.open_bag(bag):
+            pass

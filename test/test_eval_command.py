@@ -294,3 +294,89 @@ def test_eval_drivingstereo_tree(models, tmp_path):
     data = json.loads(out.read_text())
     assert data["n_images"] == 2 and data["n_skipped"] == 0 and data["meta"]["crop"] == "none"
     assert all(r["id"].startswith("test-left-image/") for r in data["per_image"])
+
+
+# ---- outputs checked before the evaluation; inputs never touched --------------------------------------
+
+
+def _digest(root):
+    import hashlib
+
+    files = [p for p in sorted(root.rglob("*")) if p.is_file()]
+    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+
+
+def _err_line(capsys):
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    return err[0]
+
+
+def test_eval_outputs_are_checked_before_the_model_loads(models, kitti_tree, tmp_path, capsys, monkeypatch):
+    import adu_depth_core.evaluate as ev
+
+    def never(*a, **k):
+        raise AssertionError("the evaluation started before its outputs were checked")
+
+    monkeypatch.setattr(ev, "load_predictor", never)
+    before = _digest(kitti_tree)
+    assert _eval(models["student"], kitti_tree, "--json", tmp_path) == 2  # a folder as --json
+    assert _err_line(capsys).endswith(f"--json {tmp_path} is a folder; expected a file path")
+    inside = kitti_tree / "2011_09_26"
+    assert _eval(models["student"], kitti_tree, "--save-vis", inside, "--overwrite") == 2
+    assert f"--save-vis {inside} lies inside the input {kitti_tree}; inputs are never modified" in _err_line(
+        capsys
+    )
+    full = tmp_path / "vis"
+    full.mkdir()
+    (full / "keep.png").write_bytes(b"old")
+    assert _eval(models["student"], kitti_tree, "--save-vis", full) == 2
+    assert "already holds files (pass --overwrite" in _err_line(capsys)
+    old = tmp_path / "m.json"
+    old.write_text("{}")
+    assert _eval(models["student"], kitti_tree, "--json", old) == 2
+    assert f"--json {old} already exists" in _err_line(capsys)
+    assert _digest(kitti_tree) == before and old.read_text() == "{}"
+
+
+def test_eval_overwrite_writes_into_an_existing_vis_folder(models, kitti_tree, tmp_path):
+    vis = tmp_path / "vis"
+    vis.mkdir()
+    (vis / "notes.txt").write_text("kept")
+    js = tmp_path / "m.json"
+    js.write_text("{}")
+    args = ("--crop", "garg", "--limit", "2", "--save-vis", vis, "--json", js, "--overwrite")
+    assert _eval(models["student"], kitti_tree, *args) == 0
+    assert json.loads(js.read_text())["n_images"] == 2
+    assert (vis / "notes.txt").read_text() == "kept" and len(list(vis.glob("0*.png"))) == 2
+
+
+@pytest.mark.parametrize(
+    "line, what",
+    [
+        ("{rgb} ../../outside.png 120.0", "ground truth: path '../../outside.png'"),
+        ("{rgb} ../../../../../etc/passwd 120.0", "ground truth: path '../../../../../etc/passwd'"),
+        ("{rgb} /etc/passwd 120.0", "ground truth: path '/etc/passwd'"),
+        ("depth_selection/../../../etc/passwd", "path 'depth_selection/../../../etc/passwd'"),
+    ],
+)
+def test_split_paths_must_stay_inside_their_root(models, kitti_tree, tmp_path, capsys, line, what):
+    split = kitti_tree / "splits" / "eigen_test_files_with_gt.txt"
+    rgb = split.read_text().split()[0]
+    bad = tmp_path / "bad_split.txt"
+    bad.write_text(line.format(rgb=rgb) + "\n")
+    assert _eval(models["student"], kitti_tree, "--split", bad, "--gt-path", kitti_tree) == 2
+    err = _err_line(capsys)
+    assert f"{bad}:1" in err and what in err and "must be relative and stay inside" in err
+
+
+def test_drivingstereo_list_paths_must_stay_inside_the_root(tmp_path):
+    from adu_depth_core.data.drivingstereo import DrivingStereoDataset
+
+    root = tmp_path / "ds"
+    assert main(["synth", "--out", str(root), "--format", "drivingstereo", "--frames", "1", "--size", SIZE,
+                 "--split", "test"]) == 0  # fmt: skip
+    listing = tmp_path / "list.txt"
+    listing.write_text("../../outside.png\n")
+    with pytest.raises(ValueError, match=r"list.txt:1: path '../../outside.png' must be relative"):
+        DrivingStereoDataset(root, "test", list_file=listing, mode="eval", crop_size=None)

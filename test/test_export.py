@@ -105,6 +105,8 @@ def test_export_command_errors_before_exporting(student_ckpt, tmp_path, capsys):
     assert main([*base, "--engine", str(tmp_path / "x.bin")]) == 2
     assert "expected a file ending in" in capsys.readouterr().err
     assert main(["export", "--model", str(student_ckpt), "--onnx", str(student_ckpt)]) == 2
+    assert "is an input" in capsys.readouterr().err
+    assert main(["export", "--model", str(student_ckpt), "--onnx", str(tmp_path / "x.pt")]) == 2
     assert "must end in .onnx" in capsys.readouterr().err
     assert not (tmp_path / "x.onnx").exists()
 
@@ -252,3 +254,25 @@ def test_model_info_metadata_round_trip_and_checks():
         ModelInfo.from_metadata({**meta, "focal_px": "wide"}, "m.onnx", "onnxruntime", (352, 1216))
     with pytest.raises(ValueError, match="only the monocular student"):
         ModelInfo.from_metadata({**meta, "stage": "teacher"}, "m.onnx", "onnxruntime", (352, 1216))
+
+
+def test_export_says_what_a_wrong_model_file_is_and_guards_its_outputs(
+    student_ckpt, onnx_fixed, tmp_path, capsys
+):
+    out = tmp_path / "x.onnx"
+    assert main(["export", "--model", str(onnx_fixed), "--onnx", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert "it is an ONNX model (what `adu-depth export` writes), not a checkpoint" in err[0]
+    assert "weights_only" not in err[0] and not out.exists()
+    full = tmp_path / "full.pt"
+    torch.save(torch.nn.Linear(2, 2), full)  # a pickled module: never unpickled
+    assert main(["export", "--model", str(full), "--onnx", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "Python objects beyond tensors" in err and "weights_only" not in err
+    out.write_bytes(b"old")
+    assert main(["export", "--model", str(student_ckpt), "--onnx", str(out)]) == 2
+    assert f"--onnx {out} already exists (pass --overwrite" in capsys.readouterr().err
+    assert out.read_bytes() == b"old"
+    assert main(["export", "--model", str(student_ckpt), "--onnx", str(tmp_path)]) == 2
+    assert "is a folder; expected a file path" in capsys.readouterr().err

@@ -120,3 +120,98 @@ def test_cli_lists_every_command():
     cmd = [sys.executable, "-m", "adu_depth_core.cli", "--help"]
     out = subprocess.run(cmd, capture_output=True, text=True)
     assert out.returncode == 0 and "synth" in out.stdout and "bag-eval" in out.stdout
+
+
+# ---- paths: output checks, confinement, OS errors as one line ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "rel, ok",
+    [
+        ("a/b.png", True),
+        ("a/../b.png", True),  # stays inside
+        ("./x", True),
+        ("../outside.png", False),
+        ("a/../../outside.png", False),
+        ("/etc/passwd", False),
+        ("..\\..\\win.png", False),
+        ("", False),
+    ],
+)
+def test_confine(rel, ok):
+    from adu_depth_core.paths import confine
+
+    if ok:
+        assert confine(rel, "split.txt:3", "the root") == rel
+    else:
+        expected = r"split.txt:3: path .* must be relative and stay inside the root"
+        with pytest.raises(ValueError, match=expected):
+            confine(rel, "split.txt:3", "the root")
+
+
+def test_output_checks(tmp_path):
+    from adu_depth_core.paths import check_output_dir, check_output_file
+
+    a_file = tmp_path / "f.txt"
+    a_file.write_text("x")
+    with pytest.raises(ValueError, match="is a folder; expected a file path"):
+        check_output_file(tmp_path, "--json")
+    with pytest.raises(FileExistsError, match="already exists"):
+        check_output_file(a_file, "--json")
+    assert check_output_file(a_file, "--json", overwrite=True) == a_file
+    with pytest.raises(ValueError, match="is an input"):
+        check_output_file(a_file, "--json", overwrite=True, inputs=[a_file])
+    with pytest.raises(ValueError, match="is a file, so the folder cannot be created there"):
+        check_output_file(a_file / "sub" / "m.json", "--json")
+    with pytest.raises(ValueError, match="is a file; expected a folder"):
+        check_output_dir(a_file, "--out")
+    with pytest.raises(ValueError) as info:
+        check_output_dir(a_file / "b", "--out-bag")
+    assert str(info.value) == (
+        f"--out-bag {a_file / 'b'}: {a_file} is a file, so the folder cannot be created there"
+    )
+    with pytest.raises(FileExistsError, match=r"already holds files \(choose a new or empty folder\)"):
+        check_output_dir(tmp_path, "--out", can_overwrite=False)
+    with pytest.raises(ValueError, match="lies inside the input"):
+        check_output_dir(tmp_path / "new" / "vis", "--save-vis", inputs=[tmp_path / "new"])
+    assert check_output_dir(tmp_path / "new" / "vis", "--save-vis") == tmp_path / "new" / "vis"
+    assert not (tmp_path / "new").exists()  # checks create nothing
+
+
+def test_os_errors_become_one_line_naming_the_path(tmp_path, capsys):
+    import errno
+
+    from adu_depth_core.cli import main
+    from adu_depth_core.paths import naming, os_error_line
+
+    with pytest.raises(OSError) as info, naming(tmp_path / "out.json"):
+        raise OSError(errno.ENOSPC, "No space left on device")  # a failed write names no file
+    assert os_error_line(info.value) == (
+        f"{tmp_path / 'out.json'}: no space left on the device; free space or choose another output location"
+    )
+    assert os_error_line(PermissionError(errno.EACCES, "Permission denied", "/x")) == "/x: permission denied"
+    assert os_error_line(FileExistsError("a message of our own")) == "a message of our own"
+    # demo: a --workdir that is a file fails in one line before any stage runs
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    assert main(["demo", "--workdir", str(a_file), "--quick"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"adu-depth demo: error: --workdir {a_file} is a file; expected a folder"]
+
+
+def test_load_checkpoint_says_what_the_file_is(tmp_path):
+    onnx_file = tmp_path / "m.onnx"
+    onnx_file.write_bytes(b"\x08\x08\x12\x07pytorch")
+    legacy = tmp_path / "legacy.pt"
+    torch.save(torch.nn.Linear(2, 2), legacy, _use_new_zipfile_serialization=False)
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    for path, what in (
+        (onnx_file, "it is an ONNX model"),
+        (legacy, "Python objects beyond tensors"),
+        (empty, "the file is empty"),
+    ):
+        with pytest.raises(ValueError) as info:
+            checkpoint.load_checkpoint(path)
+        text = str(info.value)
+        assert what in text and "expected an adu_depth checkpoint" in text and "weights_only" not in text

@@ -14,6 +14,7 @@ from torch import nn
 from adu_depth_core.checkpoint import save_checkpoint
 from adu_depth_core.cli import main
 from adu_depth_core.config import to_dict
+from adu_depth_core.data.image_io import read_depth_png
 from adu_depth_core.models import ModelConfig, build_student, build_teacher
 from adu_depth_core.runtime import DepthEstimator, ModelInfo, TorchBackend
 from adu_depth_core.runtime.preprocess import (
@@ -261,8 +262,9 @@ def test_predict_writes_all_outputs(tmp_path, student_ckpt, capsys):
         assert depth.shape == sigma.shape == hw and depth.dtype == np.float32
         png = cv2.imread(str(out / f"{stem}_depth.png"), cv2.IMREAD_UNCHANGED)
         assert png.dtype == np.uint16 and png.shape == hw
-        expect = np.where(depth <= 65.535, np.rint(depth.astype(np.float64) * 1000), 0)
-        np.testing.assert_array_equal(png, expect.astype(np.uint16))
+        # KITTI's convention (metres·256), read back by the project's own reader to within rounding
+        np.testing.assert_array_equal(png, np.rint(depth.astype(np.float64) * 256).astype(np.uint16))
+        np.testing.assert_allclose(read_depth_png(out / f"{stem}_depth.png"), depth, atol=0.5 / 256 + 1e-6)
         for kind in ("depth", "sigma"):
             colour = cv2.imread(str(out / f"{stem}_{kind}_color.png"))
             assert colour.shape == (*hw, 3)
@@ -340,3 +342,110 @@ def test_bench_reports_latency_and_memory(tmp_path, student_ckpt, capsys):
     # In a long-lived test process the peak may predate this run, so only its presence is checked here;
     # memory figures live in docs/BENCHMARKS.md.
     assert isinstance(result["peak_rss_delta_mb"], float)
+
+
+# ---- predict: outputs checked before the work, no silent overwrite, ordinary far depth ----------------
+
+
+def _predict(student_ckpt, out, *images, extra=()):
+    return main(["predict", "--model", str(student_ckpt), *map(str, images), "--out-dir", str(out), *extra])
+
+
+def _one_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    return err[0]
+
+
+def test_predict_refuses_existing_outputs_unless_overwrite(tmp_path, student_ckpt, capsys):
+    img = tmp_path / "f.png"
+    cv2.imwrite(str(img), np.full((64, 192, 3), 90, np.uint8))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "f_depth.npy").write_bytes(b"precious")
+    assert _predict(student_ckpt, out, img) == 2
+    line = _one_line(capsys)
+    assert f"{out / 'f_depth.npy'} already exists" in line and "--overwrite" in line
+    assert (out / "f_depth.npy").read_bytes() == b"precious" and len(list(out.iterdir())) == 1
+    assert _predict(student_ckpt, out, img, extra=["--overwrite"]) == 0
+    assert np.load(out / "f_depth.npy").shape == (64, 192)
+    # --out-dir naming a file: one line saying so (was a raw "[Errno 17] File exists")
+    assert _predict(student_ckpt, img, img) == 2
+    assert _one_line(capsys) == f"adu-depth predict: error: --out-dir {img} is a file; expected a folder"
+
+
+@pytest.mark.parametrize("hw", [(1, 1), (3, 4000), (4000, 3), (31, 500)])
+def test_predict_refuses_images_too_small_before_writing(tmp_path, student_ckpt, capsys, hw):
+    ok = tmp_path / "ok.png"
+    tiny = tmp_path / "tiny.png"
+    cv2.imwrite(str(ok), np.full((64, 192, 3), 90, np.uint8))
+    cv2.imwrite(str(tiny), np.full((*hw, 3), 90, np.uint8))
+    assert _predict(student_ckpt, tmp_path / "out", ok, tiny) == 2
+    line = _one_line(capsys)
+    assert f"{tiny}: a {hw[0]}x{hw[1]} image is too small" in line and "at least 32 px" in line
+    assert not (tmp_path / "out").exists()  # nothing written, not even for the good image
+
+
+def test_predict_warns_on_upscaled_or_stretched_frames(tmp_path, student_ckpt, caplog):
+    from adu_depth_core.runtime.preprocess import frame_warning, plan_input
+
+    assert frame_warning(plan_input((64, 192), NET, "resize")) is None
+    assert "upscaled 6.0x" in frame_warning(plan_input((32, 32), NET, "resize"))
+    assert "stretched 3.0x" in frame_warning(plan_input((192, 192), NET, "resize"))
+    img = tmp_path / "small.png"
+    cv2.imwrite(str(img), np.full((40, 40, 3), 90, np.uint8))
+    with caplog.at_level("WARNING"):
+        assert _predict(student_ckpt, tmp_path / "out", img) == 0
+    assert any("small.png: the 40x40 frame is upscaled 4.8x" in r.getMessage() for r in caplog.records)
+
+
+def test_depth_png_holds_far_depth_and_counts_what_it_cannot(tmp_path):
+    from adu_depth_core.commands.predict import depth_png_values
+    from adu_depth_core.data.image_io import write_depth_png
+
+    depth = np.array([[0.5, 65.5356, 80.0, 255.99], [256.0, np.nan, np.inf, 300.0]], np.float32)
+    values, over = depth_png_values(depth, 256.0)
+    assert over == 2  # 256 m and 300 m do not fit 65535 / 256; NaN and inf are invalid, not "beyond"
+    write_depth_png(tmp_path / "d.png", values, scale=256.0)
+    back = read_depth_png(tmp_path / "d.png")
+    np.testing.assert_allclose(back[0], depth[0], atol=0.5 / 256)  # the model's 80 m range round-trips
+    assert back[1].tolist() == [0.0, 0.0, 0.0, 0.0]
+    # at millimetres, 65.5356 m rounds to 65536: beyond, so counted and written as 0 (no exception)
+    values, over = depth_png_values(depth[:1, :2], 1000.0)
+    assert over == 1 and values[0, 1] == 0.0
+    write_depth_png(tmp_path / "mm.png", values, scale=1000.0)
+
+
+def test_predict_full_disk_is_one_line_naming_the_file_and_leaves_no_temp(
+    tmp_path, student_ckpt, capsys, monkeypatch
+):
+    import errno
+
+    import adu_depth_core.checkpoint as ck
+
+    img = tmp_path / "f.png"
+    cv2.imwrite(str(img), np.full((64, 192, 3), 90, np.uint8))
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ck.os, "fsync", full)
+    out = tmp_path / "out"
+    assert _predict(student_ckpt, out, img) == 2
+    line = _one_line(capsys)
+    assert line == (
+        f"adu-depth predict: error: {out / 'f_depth.png'}: no space left on the device; free space or "
+        "choose another output location"
+    )
+    assert list(out.iterdir()) == []  # the temp file of the failed write is gone
+
+
+def test_bench_json_checked_before_the_benchmark(tmp_path, student_ckpt, capsys):
+    args = ["bench", "--model", str(student_ckpt), "--runs", "1", "--warmup", "0"]
+    assert main([*args, "--json", str(tmp_path)]) == 2
+    assert _one_line(capsys) == f"adu-depth bench: error: --json {tmp_path} is a folder; expected a file path"
+    old = tmp_path / "old.json"
+    old.write_text("{}")
+    assert main([*args, "--json", str(old)]) == 2
+    assert "already exists (pass --overwrite" in _one_line(capsys) and old.read_text() == "{}"
+    assert main([*args, "--json", str(old), "--overwrite"]) == 0 and "network" in json.loads(old.read_text())

@@ -91,7 +91,7 @@ def test_non_empty_output_is_refused_with_the_path(tmp_path, capsys):
     (out / "keep.txt").write_text("precious")
     assert synth(out, "--frames", "1") == 2
     err = capsys.readouterr().err
-    assert f"output directory already holds data: {out}" in err
+    assert f"--out {out} already holds files (choose a new or empty folder)" in err
     assert (out / "keep.txt").read_text() == "precious" and len(list(out.iterdir())) == 1
 
 
@@ -122,3 +122,30 @@ def test_a_crash_mid_run_leaves_nothing_behind(tmp_path, monkeypatch):
     monkeypatch.setattr(SyntheticRig, "render", flaky)
     assert synth(tmp_path / "out", "--frames", "5") == 2
     assert list(tmp_path.iterdir()) == []
+
+
+def test_output_that_is_a_file_or_a_full_disk_is_one_line(tmp_path, capsys, monkeypatch):
+    import errno
+
+    import adu_depth_core.checkpoint as ck
+
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    assert synth(a_file, "--frames", "1") == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"adu-depth synth: error: --out {a_file} is a file; expected a folder"
+    assert synth(a_file / "sub", "--frames", "1") == 2
+    assert f"{a_file} is a file, so the folder cannot be created there" in capsys.readouterr().err
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ck.os, "fsync", full)
+    for fmt in ("kitti", "drivingstereo"):
+        out = tmp_path / fmt
+        assert synth(out, "--format", fmt, "--frames", "1") == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == [f"adu-depth synth: error: {out}: no space left on the device; free space or choose "
+                       "another output location"]  # fmt: skip
+        assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]  # no temp folders left

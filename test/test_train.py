@@ -313,6 +313,8 @@ def test_student_with_a_non_teacher_checkpoint_fails_before_training(tmp_path, t
         ("data.augment.flip_prob=2", "flip_prob must be in"),
         ("best_metric=abs_rell", "best_metric 'abs_rell' is not a validation metric"),
         ("best_metric=ause_rmse", "the teacher has none"),
+        ("optim.lr=.nan", r"optim.lr: expected a finite number, got nan"),
+        ("optim.weight_decay=.inf", r"optim.weight_decay: expected a finite number, got inf"),
     ],
 )
 def test_bad_config_is_a_clear_error(tmp_path, override, message):
@@ -570,3 +572,61 @@ def test_unlabeled_frame_settings_are_checked(tmp_path):
     with pytest.raises(ValueError, match="data.unlabeled.split is required"):
         kitti = DataConfig(kind="kitti", root="r", train_split="s", unlabeled=UnlabeledConfig(batch_size=2))
         kitti.validate()
+
+
+# ------------------------------------------------------------------------------------------ after a kill
+
+
+def test_resume_after_a_kill_cleans_temps_and_metrics_and_keeps_file_modes(tmp_path):
+    """A kill -9 after step 4's checkpoint: steps 5..6 are in metrics.jsonl but not in any checkpoint, and a
+    `best.pt` write was cut off. The resumed run removes the temp file, drops the records after step 4 (it
+    writes them again), and every checkpoint has the usual file mode."""
+    import os
+    import stat
+
+    d = tiny(tmp_path, "run", steps=6, ckpt_every=4, val_every=2, log_every=1)
+    out = tmp_path / "run"
+    train(cfg_of(d))
+    first = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert max(r["step"] for r in first) == 6
+    # what the kill leaves: last.pt at step 4 (a copy of ckpt_0000004.pt), a torn record, a best.pt temp
+    shutil.copyfile(out / "ckpt_0000004.pt", out / "last.pt")
+    with open(out / "metrics.jsonl", "a") as fh:
+        fh.write('{"step": 7, "ki')
+    stale = out / ".best.pt.k1ll3d.tmp"
+    stale.write_bytes(b"half a checkpoint")
+    train(cfg_of(d), resume=out / "last.pt")
+    assert not stale.exists()
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    keys = [(r["step"], r["kind"]) for r in records]
+    assert len(keys) == len(set(keys)), "a record is duplicated after the resume"
+    assert sorted(keys) == sorted((r["step"], r["kind"]) for r in first)
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("last.pt", "best.pt", "ckpt_0000004.pt"):
+        assert stat.S_IMODE((out / name).stat().st_mode) == 0o666 & ~umask, name
+
+
+def test_train_full_disk_and_bad_out_are_one_line(tmp_path, capsys, monkeypatch):
+    import errno
+
+    import adu_depth_core.checkpoint as ck
+
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(tiny(tmp_path, steps=2)))
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    assert cli_main(["train", "--config", str(path), "--out", str(a_file)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"adu-depth train: error: --out {a_file} is a file; expected a folder"
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ck.os, "fsync", full)
+    out = tmp_path / "run"
+    assert cli_main(["train", "--config", str(path), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"adu-depth train: error: {out / 'best.pt'}: no space left on the device; free space or "
+                   "choose another output location"]  # fmt: skip
+    assert not [p for p in out.iterdir() if p.suffix in (".pt", ".tmp")]

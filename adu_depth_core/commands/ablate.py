@@ -55,6 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from adu_depth_core.config import load_config
+    from adu_depth_core.paths import check_output_dir
     from adu_depth_core.train.ablation import parse_rows, run_ablation
     from adu_depth_core.train.config import TrainConfig
 
@@ -74,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
             tpath = str(p.with_name(p.name.replace("student", "teacher")))
         teacher_cfg = load_config(TrainConfig, tpath, list(args.teacher_overrides))
     out = Path(args.out) if args.out else Path(cfg.out_dir).parent / "ablation"
+    check_output_dir(out, "--out", overwrite=True)  # rows already trained there are reused
     result = run_ablation(cfg, out, rows=args.rows, teacher_cfg=teacher_cfg, eval_split=args.split,
                           seeds=args.seeds)
     if result:

@@ -365,7 +365,7 @@ class BagEvaluation:
                 where = f"at {stamp // 1_000_000_000}.{stamp % 1_000_000_000:09d} s"
                 sid = f"{stamp // 1_000_000_000}.{stamp % 1_000_000_000:09d}"
                 try:
-                    rgb = rm.msg_to_image(msg)
+                    rgb = rm.msg_to_rgb(msg)
                 except ValueError as exc:
                     raise ValueError(f"{args.image_topic} {where}: {exc}") from None
                 hw = rgb.shape[:2]
@@ -388,7 +388,7 @@ class BagEvaluation:
                         yield msg, info_msg, evaluator.skip(sid, "no right image", stamp), calib
                         continue
                     try:
-                        right = rm.msg_to_image(right_stream.get(self.right_of[i]))
+                        right = rm.msg_to_rgb(right_stream.get(self.right_of[i]))
                     except ValueError as exc:
                         raise ValueError(f"{self.right_topic} {where}: {exc}") from None
                 sample = EvalSample(sid, rgb, gt, K, right, None, stamp)
@@ -458,13 +458,13 @@ def _check_out_bag(out: Path, bag: Path) -> None:
         raise FileExistsError(
             f"output bag already exists: {out} (choose a new path; bags are never overwritten)"
         )
-    out_abs, bag_abs = out.resolve(), bag.resolve()
-    if out_abs == bag_abs or bag_abs in out_abs.parents:
-        raise ValueError(f"--out-bag {out} lies inside the input bag {bag}; the input bag is never modified")
+    from adu_depth_core.paths import check_output_dir
+
+    check_output_dir(out, "--out-bag", inputs=[bag])  # not inside the input bag, and creatable
 
 
 def run(args: argparse.Namespace) -> int:
-    from adu_depth_core.commands.eval import report
+    from adu_depth_core.commands.eval import check_report_outputs, report
     from adu_depth_core.data import rosbag_io as rb
     from adu_depth_core.evaluate import Evaluator, load_predictor
 
@@ -477,6 +477,7 @@ def run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"rosbag not found: {bag}")
     if args.out_bag is not None:
         _check_out_bag(Path(args.out_bag), bag)
+    check_report_outputs(args, [args.model, bag, args.extrinsic, args.out_bag])
     predictor = load_predictor(args.model, args.backend, args.policy, args.device)
     evaluation = BagEvaluation(args, predictor)
     meta = {

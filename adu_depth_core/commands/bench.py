@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from adu_depth_core.paths import add_overwrite_argument, check_output_file
 from adu_depth_core.sysinfo import cpu_name
 
 HELP = "Latency / FPS / memory of a model on a backend"
@@ -45,6 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=int, default=3, help="untimed runs first (3)")
     parser.add_argument("--fp16", action="store_true", help="TensorRT engine built from an ONNX file: FP16")
     parser.add_argument("--json", type=Path, metavar="OUT", help="also write the results as JSON")
+    add_overwrite_argument(parser, "the --json file")
 
 
 def current_rss_bytes() -> int | None:
@@ -199,6 +201,8 @@ def run(args: argparse.Namespace) -> int:
     from adu_depth_core.config import parse_size
 
     size = parse_size(args.size) if args.size else None
+    if args.json:
+        check_output_file(args.json, "--json", overwrite=args.overwrite, inputs=[args.model])
     result = benchmark(
         args.model, size, args.backend, args.policy, args.device, args.runs, args.warmup, fp16=args.fp16
     )

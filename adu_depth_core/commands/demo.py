@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 
 from adu_depth_core.config import parse_size
+from adu_depth_core.paths import check_output_dir
 
 HELP = "End-to-end demo on the synthetic stereo rig: data, teacher, student, eval, export, bag"
 
@@ -37,6 +38,8 @@ def run(args: argparse.Namespace) -> int:
     h, w = budget.size
     if h % 32 or w % 32:
         raise ValueError(f"--size must be multiples of 32, got {h}x{w}")
+    # finished stages in an existing workdir are reused; a file in its place is an error
+    check_output_dir(args.workdir, "--workdir", overwrite=True)
     report = Demo(args.workdir, budget).run()
     print(f"\nReport: {report}\n")
     print(report.read_text().split("## The same frames")[0])

@@ -21,6 +21,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from adu_depth_core.paths import add_overwrite_argument, check_output_dir, check_output_file
+
 HELP = "Evaluate a checkpoint / ONNX / engine on KITTI, DrivingStereo or synthetic data"
 DATASETS = ("kitti", "drivingstereo", "synthetic")
 PROTOCOLS = {"eigen": "eigen", "kitti-official": "official"}
@@ -66,6 +68,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-vis", type=int, default=20, help="panels to write with --save-vis (default: 20)"
     )
     parser.add_argument("--name", help="method name in the table (default: the model file name)")
+    add_overwrite_argument(parser, "the --json file / write into a --save-vis folder that holds files")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -208,6 +211,16 @@ def build_eval_dataset(args: argparse.Namespace, needs_right: bool = False) -> A
     return _synthetic(args)
 
 
+def check_report_outputs(args: argparse.Namespace, inputs: list[Any]) -> None:
+    """--json and --save-vis (shared with `bag-eval`) checked before the evaluation runs: a folder as
+    --json, an existing file or a non-empty --save-vis without --overwrite, or a path in an input fail."""
+    inputs = [p for p in inputs if p is not None]
+    if args.json is not None:
+        check_output_file(args.json, "--json", overwrite=args.overwrite, inputs=inputs)
+    if args.save_vis is not None:
+        check_output_dir(args.save_vis, "--save-vis", overwrite=args.overwrite, inputs=inputs)
+
+
 def report(result: Any, args: argparse.Namespace, protocol: str, extra: dict[str, Any] | None = None) -> None:
     """Print the table and write JSON / pictures' locations (shared with `bag-eval`)."""
     name = args.name or Path(args.model).name
@@ -240,6 +253,9 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--max-vis must be >= 0, got {args.max_vis}")
     protocol = PROTOCOLS[args.protocol]
     crop = args.crop or default_crop(args.dataset, args.protocol)
+    check_report_outputs(
+        args, [args.model, args.data_path, args.gt_path, args.split, args.raw_path, args.rig_config]
+    )
     predictor = load_predictor(args.model, args.backend, args.policy, args.device)
     if args.flip_tta and predictor.needs_right:
         raise ValueError("--flip-tta is not defined for a stereo teacher (mirroring swaps the views)")

@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import logging
 
+from adu_depth_core.paths import add_overwrite_argument, check_output_file
+
 HELP = "Export the student to ONNX (checked in ONNX Runtime) and optionally a TensorRT engine"
 
 log = logging.getLogger(__name__)
@@ -18,7 +20,12 @@ log = logging.getLogger(__name__)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, metavar="CKPT", help="student checkpoint (.pt/.pth/.ckpt)")
-    parser.add_argument("--onnx", required=True, metavar="OUT.onnx", help="ONNX file to write")
+    parser.add_argument(
+        "--onnx",
+        required=True,
+        metavar="OUT.onnx",
+        help="ONNX file to write (missing parent folders are created)",
+    )
     parser.add_argument(
         "--size", default="352x1216", metavar="HxW", help="fixed network input, multiples of 32 (352x1216)"
     )
@@ -27,7 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--dynamic-batch", action="store_true", help="symbolic batch dimension (H and W stay fixed)"
     )
     parser.add_argument(
-        "--engine", metavar="OUT.engine", help="also build a TensorRT engine (needs tensorrt and a GPU)"
+        "--engine",
+        metavar="OUT.engine",
+        help="also build a TensorRT engine (needs tensorrt and a GPU; missing parent folders are created)",
     )
     parser.add_argument("--fp16", action="store_true", help="TensorRT: allow FP16 kernels")
     parser.add_argument(
@@ -36,6 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-batch", type=int, default=8, help="TensorRT: largest batch of a --dynamic-batch engine (8)"
     )
+    add_overwrite_argument(parser, "--onnx / --engine files")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,6 +55,11 @@ def run(args: argparse.Namespace) -> int:
     from adu_depth_core.runtime.export import export_onnx, read_onnx_info
     from adu_depth_core.runtime.tensorrt_backend import ensure_engine, require_tensorrt
 
+    if not Path(args.model).is_file():
+        raise FileNotFoundError(f"checkpoint not found: {args.model}")
+    check_output_file(args.onnx, "--onnx", overwrite=args.overwrite, inputs=[args.model])
+    if args.engine is not None:
+        check_output_file(args.engine, "--engine", overwrite=args.overwrite, inputs=[args.model, args.onnx])
     if args.engine is None and args.fp16:
         raise ValueError("--fp16 applies to the TensorRT engine; add --engine OUT.engine")
     if args.engine is not None:

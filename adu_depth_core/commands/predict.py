@@ -4,10 +4,16 @@ adu-depth predict --model student.onnx frames/*.png --out-dir out/
 adu-depth predict --model best.pt img.png --out-dir out/ --policy kb_crop --calib calib_cam_to_cam.txt
 adu-depth predict --model student.onnx img.png --out-dir out/ --fx 721.5          # metric for this camera
 
-Per image `<stem>`: `<stem>_depth.png` (uint16, metres·--depth-scale, default millimetres; 0 = invalid or
-beyond the PNG's range), `<stem>_depth.npy` and `<stem>_sigma.npy` (float32 metres, NaN where the network
-saw nothing), `<stem>_depth_color.png` and `<stem>_sigma_color.png` (colour maps for viewing).
+Per image `<stem>`: `<stem>_depth.png` (uint16, metres·--depth-scale; the default 256 is KITTI's own
+convention, read back by `data.image_io.read_depth_png`, and holds 0–255.99 m, beyond any model's max depth;
+0 = invalid, and depth beyond the PNG's range is 0 with a counted warning), `<stem>_depth.npy` and
+`<stem>_sigma.npy` (float32 metres at full precision, NaN where the network saw nothing),
+`<stem>_depth_color.png` and `<stem>_sigma_color.png` (colour maps for viewing).
 Without --fx/--calib the depth is not rescaled to the camera (the training focal is assumed).
+
+Every input is read and every output path checked before the model is loaded: an unreadable image, an
+image smaller than 32 px on a side, an `--out-dir` that is a file, or existing outputs (without
+--overwrite) stop the run with one line and nothing written.
 """
 
 from __future__ import annotations
@@ -18,6 +24,9 @@ import logging
 from pathlib import Path
 
 import numpy as np
+
+from adu_depth_core.data.image_io import DEPTH_SCALE
+from adu_depth_core.paths import add_overwrite_argument, check_output_dir
 
 HELP = "Run the student on image files: depth and uncertainty PNG/NPY"
 
@@ -31,6 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="student checkpoint, ONNX file or TensorRT engine")
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="input images (PNG/JPEG, 8-bit)")
     parser.add_argument("--out-dir", required=True, type=Path, help="output folder (created if missing)")
+    add_overwrite_argument(parser, "output files in --out-dir")
     parser.add_argument(
         "--backend", default="auto", choices=["auto", "tensorrt", "onnxruntime", "torch"], help="(auto)"
     )
@@ -49,8 +59,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--depth-scale",
         type=float,
-        default=1000.0,
-        help="uint16 PNG value per metre (1000 = millimetres, the default; 256 = KITTI)",
+        default=DEPTH_SCALE,
+        help=f"uint16 PNG value per metre (default {DEPTH_SCALE:g}: KITTI, up to "
+        f"{65535 / DEPTH_SCALE:.2f} m; 1000 = millimetres, up to 65.53 m)",
     )
 
 
@@ -103,10 +114,10 @@ def camera_matrix(args: argparse.Namespace, image_hw: tuple[int, int]) -> np.nda
 
 
 def depth_png_values(depth: np.ndarray, scale: float) -> tuple[np.ndarray, int]:
-    """Depth for a uint16 PNG: NaN → 0, depth beyond 65535/scale → 0 (invalid); also returns how many."""
-    limit = 65535 / scale
-    finite = np.nan_to_num(depth, nan=0.0, posinf=0.0, neginf=0.0)
-    over = finite > limit
+    """Depth for a uint16 PNG: NaN → 0, depth whose rounded PNG value exceeds 65535 → 0 (invalid); also
+    returns how many were beyond. The test is on the rounded value in float64, the one the writer stores."""
+    finite = np.nan_to_num(depth.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    over = np.rint(finite * scale) > 65535
     finite[over | (finite < 0)] = 0.0
     return finite, int(over.sum())
 
@@ -117,16 +128,34 @@ def _npy_bytes(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def _existing_outputs(out_dir: Path, stems: dict[str, Path], overwrite: bool) -> None:
+    """Refuse to replace outputs without --overwrite, and folders in the way of an output even with it."""
+    existing = [out_dir / f"{stem}{suffix}" for stem in stems for suffix in OUTPUTS]
+    existing = [p for p in existing if p.exists() or p.is_symlink()]
+    for path in existing:
+        if path.is_dir():
+            raise ValueError(
+                f"{path} is a folder where an output file goes; move it or choose another --out-dir"
+            )
+    if existing and not overwrite:
+        more = f" and {len(existing) - 1} more output(s)" if len(existing) > 1 else ""
+        raise FileExistsError(
+            f"{existing[0]} already exists{more}; pass --overwrite to replace them, or choose another "
+            "--out-dir"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     from adu_depth_core.checkpoint import atomic_write_bytes
     from adu_depth_core.data.image_io import read_rgb, write_depth_png
     from adu_depth_core.evaluation.visualize import colorize_depth, colorize_uncertainty, save_png
     from adu_depth_core.runtime.estimator import DepthEstimator
+    from adu_depth_core.runtime.preprocess import check_frame_size, frame_warning, plan_input
 
     if args.fy is not None and args.fx is None:
         raise ValueError("--fy needs --fx (with --calib the file gives both)")
-    if not args.depth_scale > 0:
-        raise ValueError(f"--depth-scale must be > 0, got {args.depth_scale}")
+    if not (np.isfinite(args.depth_scale) and args.depth_scale > 0):
+        raise ValueError(f"--depth-scale must be a finite number > 0, got {args.depth_scale}")
     images = [Path(p) for p in args.images]
     for image in images:
         if not image.is_file():
@@ -141,11 +170,24 @@ def run(args: argparse.Namespace) -> int:
         for suffix in OUTPUTS:
             if (args.out_dir / f"{stem}{suffix}").resolve() in inputs:
                 raise ValueError(f"{args.out_dir / (stem + suffix)} is an input; choose another --out-dir")
+    check_output_dir(args.out_dir, "--out-dir", overwrite=True)  # a folder (new or not) we can write in
+    _existing_outputs(args.out_dir, stems, args.overwrite)
+    if args.calib is not None:
+        read_camera_matrix(args.calib)
+    sizes = {}
+    for image in images:  # every input is readable and large enough before the model is loaded
+        sizes[image] = read_rgb(image).shape[:2]
+        check_frame_size(sizes[image], str(image))
 
     estimator = DepthEstimator.from_path(
         args.model, backend=args.backend, policy=args.policy, device=args.device
     )
     max_depth = estimator.info.max_depth
+    for image in images:
+        plan = plan_input(sizes[image], estimator.info.input_hw, args.policy)
+        warning = frame_warning(plan)
+        if warning:
+            log.warning("%s: %s", image, warning)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     for image in images:
         rgb = read_rgb(image)
@@ -155,8 +197,9 @@ def run(args: argparse.Namespace) -> int:
         png_depth, over = depth_png_values(depth, args.depth_scale)
         if over:
             log.warning(
-                "%s: %d pixels beyond %.2f m are 0 in the uint16 PNG (the .npy keeps them)",
-                image, over, 65535 / args.depth_scale,
+                "%s: %d pixels beyond %.2f m are 0 in the uint16 PNG at --depth-scale %g (the .npy "
+                "keeps them)",
+                image, over, 65535 / args.depth_scale, args.depth_scale,
             )  # fmt: skip
         write_depth_png(f"{out}_depth.png", png_depth, scale=args.depth_scale)
         atomic_write_bytes(f"{out}_depth.npy", _npy_bytes(depth))

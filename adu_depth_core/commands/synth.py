@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from adu_depth_core.config import apply_overrides, from_dict, parse_size, read_yaml, to_dict
+from adu_depth_core.paths import check_output_dir
 
 HELP = "Render the synthetic stereo rig into KITTI / DrivingStereo / rosbag2 files"
 FORMATS = ("kitti", "drivingstereo", "rosbag")
@@ -71,7 +72,6 @@ def _rig_config(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from adu_depth_core.data.image_io import is_empty_dir
     from adu_depth_core.data.synthetic import SyntheticRig, frames_for_split, split_seed
 
     size = parse_size(args.size)
@@ -80,8 +80,8 @@ def run(args: argparse.Namespace) -> int:
     split_seed(args.split, args.seed)  # both ends of the seed range must lie in the split
     split_seed(args.split, args.seed + args.frames - 1)
     out = Path(args.out)
-    if out.exists() and not is_empty_dir(out):
-        raise FileExistsError(f"output directory already holds data: {out} (choose a new or empty folder)")
+    inputs = [args.rig_config] if args.rig_config else []
+    check_output_dir(out, "--out", inputs=inputs, can_overwrite=False)  # new or empty, not a file
     cfg = _rig_config(args)
     rig = SyntheticRig(cfg, size)
     meta = {

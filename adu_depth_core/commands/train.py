@@ -73,6 +73,10 @@ def run(args: argparse.Namespace) -> int:
 
         print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
         return 0
+    from adu_depth_core.paths import check_output_dir
+
+    # a folder (existing or creatable); the trainer itself refuses one that already holds checkpoints
+    check_output_dir(cfg.out_dir, "--out" if args.out else "out_dir", overwrite=True)
     summary = train(cfg, resume=args.resume, overwrite=args.overwrite)
     if summary.get("rank", 0) == 0:
         print(json.dumps({k: v for k, v in summary.items() if k != "rank"}, indent=2, default=str))

@@ -35,6 +35,7 @@ from adu_depth_core.data.kitti import read_calib_txt, stereo_from_calib, write_c
 from adu_depth_core.data.synthetic import SPLITS
 from adu_depth_core.data.transforms import StereoPipeline, make_sample
 from adu_depth_core.geometry import scale_intrinsics
+from adu_depth_core.paths import confine
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,9 @@ class DrivingStereoDataset(torch.utils.data.Dataset):
                 raise FileNotFoundError(f"DrivingStereo list file not found: {list_file}")
             # first column = left image (lists that also name right/depth paths work unchanged)
             self.items = [
-                line.split()[0] for line in Path(list_file).read_text().splitlines() if line.strip()
+                confine(line.split()[0], f"{list_file}:{n}", self.root)
+                for n, line in enumerate(Path(list_file).read_text().splitlines(), 1)
+                if line.strip()
             ]
         else:
             self.items = sorted(

@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from adu_depth_core.checkpoint import atomic_write_bytes
+from adu_depth_core.paths import naming
 
 DEPTH_SCALE = 256.0  # KITTI / DrivingStereo: uint16 value = metres · 256, 0 = no measurement
 MAX_PNG_DEPTH = 65535 / DEPTH_SCALE  # 255.996 m, the largest depth a /256 PNG can hold
@@ -121,7 +122,8 @@ def atomic_output_dir(out_dir: str | Path) -> Iterator[Path]:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
-        yield tmp
+        with naming(out, always=True):  # a full disk names the output folder, not the temp folder
+            yield tmp
         if out.exists():
             if not is_empty_dir(out):
                 raise FileExistsError(f"output directory was filled by someone else while writing: {out}")

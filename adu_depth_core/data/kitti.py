@@ -38,6 +38,7 @@ from adu_depth_core.data.image_io import (
 from adu_depth_core.data.synthetic import SPLITS
 from adu_depth_core.data.transforms import StereoPipeline, is_kitti_sized, make_sample
 from adu_depth_core.geometry import check_intrinsics, crop_intrinsics, kb_crop_box
+from adu_depth_core.paths import confine
 
 log = logging.getLogger(__name__)
 
@@ -167,8 +168,11 @@ def parse_split_file(path: str | Path) -> list[KittiSplitEntry]:
                     f"{where}: rgb path {rgb!r} is not <date>/<date>_drive_NNNN_sync/image_0[23]/"
                     "data/<frame>.png"
                 )
+            if gt != "None":
+                confine(gt, f"{where}: ground truth", "the ground-truth root (--gt-path)")
             entries.append(KittiSplitEntry("eigen", rgb, None if gt == "None" else gt, focal, lineno))
         elif len(parts) == 1 and parts[0].startswith("depth_selection/"):
+            confine(parts[0], where, "the data root (--data-path)")
             entries.append(KittiSplitEntry("official", parts[0], None, None, lineno))
         else:
             raise ValueError(

@@ -236,6 +236,17 @@ def msg_to_image(msg: Any) -> np.ndarray:
     return pixels  # rgb8
 
 
+def msg_to_rgb(msg: Any) -> np.ndarray:
+    """Decode a camera Image to RGB uint8 HxWx3; ValueError naming the encoding for a depth or other
+    non-colour image (a 32FC1 depth topic given as the camera topic)."""
+    if str(msg.encoding) not in COLOR_ENCODINGS:
+        raise ValueError(
+            f"expected a camera image (encoding {', '.join(COLOR_ENCODINGS)}), got encoding "
+            f"{msg.encoding!r} ({msg.height}x{msg.width})"
+        )
+    return msg_to_image(msg)
+
+
 def msg_to_depth(msg: Any) -> np.ndarray:
     """Depth in metres (float32 HxW) with the project's invalid convention: 0 for NaN, ±Inf and <= 0."""
     if str(msg.encoding) not in DEPTH_ENCODINGS:

@@ -23,6 +23,7 @@ from rosbags.rosbag2 import Reader, ReaderError, StoragePlugin, Writer
 
 from adu_depth_core.data import ros_messages as rm
 from adu_depth_core.geometry import backproject_depth, rigid_transform, transform_points
+from adu_depth_core.paths import naming
 
 # --- the rig's topics and frames ----------------------------------------------------------------
 
@@ -106,7 +107,11 @@ def _atomic_bag_path(out_dir: str | Path) -> Iterator[Path]:
     try:
         # the bag keeps its final name inside the temp folder: rosbag2 names its storage file after it
         bag = tmp_root / out.name
-        yield bag
+        with naming(out, always=True):  # a full disk names the output bag, not the temp folder
+            try:
+                yield bag
+            except sqlite3.OperationalError as exc:  # sqlite reports a full disk as its own error
+                raise ValueError(f"{out}: writing the sqlite3 bag failed: {exc}") from None
         if out.exists():
             raise FileExistsError(f"output bag appeared while writing: {out}")
         os.rename(bag, out)

@@ -87,6 +87,39 @@ def plan_input(image_hw: tuple[int, int], net_hw: tuple[int, int], policy: str) 
     return InputMapping((h, w), net_hw, policy, box)
 
 
+MIN_FRAME_SIDE = 32  # one cell of the network's coarsest (stride-32) features
+MAX_UPSCALE = 4.0  # network pixels per camera pixel beyond which the input is mostly interpolation
+MAX_STRETCH = 2.0  # ratio of the horizontal and vertical resize factors beyond which shapes are distorted
+
+
+def check_frame_size(image_hw: tuple[int, int], what: str = "image") -> None:
+    """ValueError for a frame too small to estimate depth from (either side below `MIN_FRAME_SIDE`)."""
+    h, w = (int(v) for v in image_hw)
+    if min(h, w) < MIN_FRAME_SIDE:
+        raise ValueError(
+            f"{what}: a {h}x{w} image is too small to estimate depth from (expected at least "
+            f"{MIN_FRAME_SIDE} px on each side)"
+        )
+
+
+def frame_warning(mapping: InputMapping) -> str | None:
+    """Why depth from this frame is questionable (heavy upscaling, a stretched aspect ratio), or None."""
+    sx, sy = mapping.scale_xy
+    net = f"{mapping.net_hw[0]}x{mapping.net_hw[1]}"
+    size = f"{mapping.image_hw[0]}x{mapping.image_hw[1]}"
+    if max(sx, sy) > MAX_UPSCALE:
+        return (
+            f"the {size} frame is upscaled {max(sx, sy):.1f}x to the network's {net} input: depth comes "
+            "from interpolated pixels"
+        )
+    if max(sx / sy, sy / sx) > MAX_STRETCH:
+        return (
+            f"the {size} frame is stretched {max(sx / sy, sy / sx):.1f}x in one direction to fit the "
+            f"network's {net} input: shapes and depth are distorted"
+        )
+    return None
+
+
 def focal_scale_factor(
     K: np.ndarray, image_hw: tuple[int, int], net_hw: tuple[int, int], policy: str, f_train: float
 ) -> float:

@@ -18,8 +18,6 @@ import contextlib
 import logging
 import math
 import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -31,7 +29,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from adu_depth_core.checkpoint import load_checkpoint, save_checkpoint
+from adu_depth_core.checkpoint import atomic_copy, load_checkpoint, save_checkpoint
 from adu_depth_core.config import to_dict
 from adu_depth_core.data.factory import build_dataset, build_unlabeled_dataset, has_split
 from adu_depth_core.distill import DistillationLoss, SILogLoss
@@ -59,7 +57,7 @@ from adu_depth_core.train.state import (
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_GLOBS = ("last.pt", "best.pt", "ckpt_*.pt")
+CHECKPOINT_GLOBS = H.CHECKPOINT_GLOBS
 
 
 # --------------------------------------------------------------------------------------------------
@@ -465,7 +463,7 @@ class DepthTrainer(TrainerBase):
                 _DeterminismHook() if cfg.deterministic else None,
                 H.LRSchedulerHook(self.scheduler),
                 self.eval_hook,
-                H.PeriodicCheckpointer(cfg.ckpt_every),
+                H.PeriodicCheckpointer(cfg.ckpt_every, self.out_dir),
                 H.MetricsWriter(self.out_dir, cfg.log_every),
                 H.ProgressBar(cfg.progress),
                 *extra_hooks,
@@ -742,7 +740,7 @@ class DepthTrainer(TrainerBase):
         if self.dist.is_main:
             save_checkpoint(path, payload)
             if also_last and name != "last.pt":
-                _atomic_copy(path, self.out_dir / "last.pt")
+                atomic_copy(path, self.out_dir / "last.pt")
             log.debug("saved %s at step %d", path, self.iter)
         du.barrier()
         return path
@@ -813,17 +811,6 @@ class DepthTrainer(TrainerBase):
     def close(self) -> None:
         """Stop data workers."""
         self._data_iter = None
-
-
-def _atomic_copy(src: Path, dst: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
-    os.close(fd)
-    try:
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def train(

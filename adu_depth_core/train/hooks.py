@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch.optim.lr_scheduler import LRScheduler
 
+from adu_depth_core.checkpoint import atomic_write_bytes, remove_stale_temps
+from adu_depth_core.paths import naming
 from adu_depth_core.train import distributed as du
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -27,6 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 LOG_KEYS = ("abs_rel", "sq_rel", "rmse", "d1", "ause_abs_rel", "dense_abs_rel", "dense_rmse", "n_images")
+CHECKPOINT_GLOBS = ("last.pt", "best.pt", "ckpt_*.pt")  # what PeriodicCheckpointer and EvalHook write
 HIGHER_IS_BETTER = ("d1", "d2", "d3", "a1", "a2", "a3", "aurg", "delta1", "delta2", "delta3")
 
 
@@ -179,9 +182,16 @@ class EvalHook(HookBase):
 class PeriodicCheckpointer(HookBase):
     """`ckpt_XXXXXXX.pt` every `every` steps (also copied to `last.pt`); `last.pt` after the last step."""
 
-    def __init__(self, every: int):
+    def __init__(self, every: int, out_dir: str | Path | None = None):
         self.every = every
+        self.out_dir = Path(out_dir) if out_dir is not None else None
         self._saved_iter = -1
+
+    def before_train(self) -> None:
+        """Remove the temp files of checkpoints whose writer was killed (`.best.pt.XXXX.tmp`)."""
+        if self.out_dir is not None and self.trainer.dist.is_main and self.out_dir.is_dir():
+            for tmp in remove_stale_temps(self.out_dir, CHECKPOINT_GLOBS):
+                log.info("removed %s, left by an interrupted checkpoint write", tmp)
 
     def after_step(self) -> None:
         it = self.trainer.iter
@@ -225,9 +235,11 @@ class MetricsWriter(HookBase):
         self._steps0 = self.trainer.iter
         if self.trainer.dist.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
-            # a resumed run appends; a fresh run (also --overwrite) starts the file again
-            mode = "a" if self.trainer.iter > 0 else "w"
-            self._jsonl = open(self.out_dir / "metrics.jsonl", mode, encoding="utf-8")
+            # a resumed run appends after the checkpoint's step; a fresh run (also --overwrite) starts again
+            path = self.out_dir / "metrics.jsonl"
+            if self.trainer.iter > 0:
+                truncate_metrics(path, self.trainer.iter)
+            self._jsonl = open(path, "a" if self.trainer.iter > 0 else "w", encoding="utf-8")
             if self.tensorboard:
                 from torch.utils.tensorboard import SummaryWriter
 
@@ -287,8 +299,9 @@ class MetricsWriter(HookBase):
 
     def _emit(self, record: dict[str, Any]) -> None:
         if self._jsonl is not None:
-            self._jsonl.write(json.dumps(record) + "\n")
-            self._jsonl.flush()
+            with naming(self.out_dir / "metrics.jsonl"):  # a full disk names the file
+                self._jsonl.write(json.dumps(record) + "\n")
+                self._jsonl.flush()
 
     def after_train(self) -> None:
         if self._writer is not None:
@@ -297,6 +310,28 @@ class MetricsWriter(HookBase):
         if self._jsonl is not None:
             self._jsonl.close()
             self._jsonl = None
+
+
+def truncate_metrics(path: Path, step: int) -> int:
+    """Drop the records of `metrics.jsonl` after `step` (written after the checkpoint a run resumes
+    from, and written again by the resumed run) and a torn last line; atomic. Returns how many."""
+    if not path.is_file():
+        return 0
+    kept, dropped = [], 0
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            dropped += 1
+            continue
+        if isinstance(record, dict) and isinstance(record.get("step"), int) and record["step"] > step:
+            dropped += 1
+            continue
+        kept.append(line)
+    if dropped:
+        atomic_write_bytes(path, "".join(f"{line}\n" for line in kept).encode("utf-8"))
+        log.info("%s: dropped %d record(s) after step %d (the run resumes there)", path, dropped, step)
+    return dropped
 
 
 class ProgressBar(HookBase):
