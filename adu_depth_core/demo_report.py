@@ -48,7 +48,10 @@ def _verdict(results: dict[str, dict[str, Any]], prefix: str) -> list[str]:
     return lines
 
 
-def _table(results: dict[str, dict[str, Any]], prefix: str) -> str:
+SGBM_LABEL = "OpenCV SGBM (stereo, untrained)"
+
+
+def _table(results: dict[str, dict[str, Any]], prefix: str, sgbm: dict[str, Any] | None = None) -> str:
     from adu_depth_core.evaluation import format_table
 
     rows = {}
@@ -60,7 +63,14 @@ def _table(results: dict[str, dict[str, Any]], prefix: str) -> str:
         if name != "student":  # only the distilled student's σ is trained (the baseline's UEM gets no loss)
             row = {k: v for k, v in row.items() if not k.startswith(("ause_", "aurg_"))}
         rows[LABELS[name]] = row
-    return format_table(rows, protocol="eigen", crop="none")
+    caption = None
+    if sgbm is not None:
+        rows[SGBM_LABEL + "*"] = {k[len(prefix):]: v for k, v in sgbm.items()
+                                  if k.startswith(prefix) and not (not prefix and k.startswith("dense_"))}
+        caption = (f"Eigen columns (Table 1), no crop, depth cap 0-80 m. *SGBM is scored only on the GT "
+                   f"pixels it matches ({sgbm['coverage']:.0%} of the LiDAR-like ones; holes excluded), "
+                   f"the networks on every GT pixel.")
+    return format_table(rows, protocol="eigen", crop="none", caption=caption)
 
 
 def _bag_comparison(demo: Demo) -> tuple[str, float]:
@@ -153,6 +163,8 @@ def _panels(demo: Demo, out: Path) -> None:
 
 def write_report(demo: Demo) -> Path:
     results = {m: _load(demo.path("eval", f"{m}.json")) for m in ("teacher", "baseline", "student")}
+    sgbm_path = demo.path("eval", "sgbm.json")
+    sgbm = _load(sgbm_path) if sgbm_path.is_file() else None
     figures = demo.path("figures")
     figures.mkdir(exist_ok=True)
     _panels(demo, figures / "comparison.png")
@@ -170,18 +182,21 @@ Generated {time.strftime("%Y-%m-%d %H:%M")} on {cpu_name()} ({platform.machine()
 Budget: {b.size[0]}x{b.size[1]} images, {b.train_frames} training frames (rendered from the rig's
 train seeds), {b.val_frames} validation frames, {n_test} held-out test frames (test seeds {first_seed}+),
 teacher {b.teacher_steps} steps, each student {b.student_steps} steps, batch {b.batch_size}. The teacher sees
-left+right (6 channels); both students see only the left image and have the same network and budget;
-the distilled student adds the ADU-Depth losses (Eq. 9), the baseline only SILog.
+left+right and matches them in a correlation cost volume (`teacher_fusion: cost_volume`); both students
+see only the left image and have the same network (`ghostnet_nano`) and budget; the distilled student adds
+the ADU-Depth losses (Eq. 9) from the frozen teacher, also on unlabeled stereo frames (`data.unlabeled`),
+the baseline only SILog on the labeled frames. One run each: how much of a difference is seed noise is
+measured over three seeds in docs/RESULTS.md.
 
 ## Held-out test frames, sparse LiDAR-like GT (as KITTI)
 
-{_table(results, "")}
+{_table(results, "", sgbm)}
 
 {chr(10).join(_verdict(results, ""))}
 
 ## The same frames, dense GT (every pixel up to 80 m)
 
-{_table(results, "dense_")}
+{_table(results, "dense_", sgbm)}
 
 {chr(10).join(_verdict(results, "dense_"))}
 

@@ -3,6 +3,7 @@ teacher/student pairs fit together; the synthetic recipes run end to end (2 step
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import typing
 from pathlib import Path
@@ -47,12 +48,17 @@ def test_teacher_and_student_recipes_fit_together(base):
     teacher, student = load(f"{base}_teacher"), load(f"{base}_student")
     assert teacher.stage == "teacher" and student.stage == "student"
     assert student.teacher_checkpoint == str(Path(teacher.out_dir) / "last.pt")
-    assert student.model == teacher.model  # distillation compares features of the same shapes
-    assert student.data == teacher.data
+    # distillation compares maps of the same size (the adapters bridge channel counts)
+    s_model, t_model = student.model, teacher.model
+    assert (s_model.input_size, s_model.max_depth) == (t_model.input_size, t_model.max_depth)
+    assert dataclasses.replace(student.data, unlabeled=teacher.data.unlabeled) == teacher.data
     assert (student.optim, student.batch_size) == (teacher.optim, teacher.batch_size)
-    if base == "synthetic":  # stereo is learned slowly from scratch: the (cheaper) teacher trains longer
+    if base == "synthetic":  # the CPU recipes: a cost-volume teacher, trained longer, and a CNN student
         assert teacher.steps >= student.steps
-    else:
+        assert teacher.model.teacher_fusion == "cost_volume" and student.model.preset == "ghostnet_nano"
+        assert student.data.unlabeled.enabled and not teacher.data.unlabeled.enabled
+    else:  # the paper's: one network, early fusion, equal budgets
+        assert student.model == teacher.model and teacher.model.teacher_fusion == "concat"
         assert (student.steps, student.epochs) == (teacher.steps, teacher.epochs)
 
 
@@ -96,7 +102,8 @@ def test_kitti_recipes_name_the_standard_split_lists(shared_dir):
 def test_synthetic_recipes_are_cpu_sized_and_run_from_the_cli(tmp_path, capsys):
     teacher, student = load("synthetic_teacher"), load("synthetic_student")
     for cfg in (teacher, student):
-        assert cfg.model.preset == "nano" and not cfg.model.pretrained and cfg.data.kind == "synthetic"
+        assert cfg.model.preset in ("nano", "ghostnet_nano") and not cfg.model.pretrained
+        assert cfg.data.kind == "synthetic"
         assert cfg.steps is not None and cfg.data.test_frames > 0
     small = [
         "steps=2",

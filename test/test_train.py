@@ -19,7 +19,7 @@ from adu_depth_core.checkpoint import load_checkpoint, save_checkpoint
 from adu_depth_core.cli import main as cli_main
 from adu_depth_core.config import from_dict, to_dict
 from adu_depth_core.data.drivingstereo import write_drivingstereo_tree
-from adu_depth_core.data.factory import build_dataset
+from adu_depth_core.data.factory import build_dataset, build_unlabeled_dataset
 from adu_depth_core.data.kitti import GT_DIRNAME, write_kitti_tree
 from adu_depth_core.data.synthetic import RigConfig, SyntheticRig, frames_for_split, rig_intrinsics
 from adu_depth_core.models import load_model
@@ -441,6 +441,10 @@ def test_training_reads_kitti_trees_with_eigen_and_official_splits(tmp_path):
     }
     summary = train(cfg_of(tiny(tmp_path, "k", data=data, steps=2)))
     assert summary["steps"] == 2 and summary["val"]["n_images"] == 3
+    # the same split as unlabeled frames for a student: all 8 stereo pairs, those without GT included
+    unlabeled = from_dict(DataConfig, {**data, "unlabeled": {"batch_size": 2, "split": data["train_split"]}})
+    frames = build_unlabeled_dataset(unlabeled, cfg_of(tiny(tmp_path)).model)
+    assert len(frames) == 8 and frames[0]["right"].shape == frames[0]["left"].shape
     assert summary["focal_px"] == pytest.approx(float(rig_intrinsics(tuple(SIZE))[0, 0]), rel=1e-4)
     missing = {**data, "val_split": str(root / "splits" / "nope.txt")}
     with pytest.raises(FileNotFoundError, match="data.val_split not found"):

@@ -1,0 +1,75 @@
+"""CPU training-step time per preset and teacher fusion, side by side in one run (docs/benchmarks/train.md).
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_train_step.py            # the demo's networks
+    .venv/bin/python benchmarks/bench_train_step.py --size 96x320 --batch 8 --reps 7
+
+One step = forward, a depth (+ log-variance) loss, backward and an Adam update at the given batch; the
+median of `--reps` steps after two warm-up steps. Student rows are the baseline's step (no teacher, no
+adapters); a distilled step adds a teacher forward and the adapters (see docs/benchmarks/train.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from adu_depth_core.config import parse_size
+from adu_depth_core.models import ModelConfig, build_model
+from adu_depth_core.sysinfo import cpu_name
+
+# (label, stage, model config overrides)
+ROWS = (
+    ("teacher nano, concat (paper's early fusion)", "teacher", {"preset": "nano"}),
+    ("teacher nano, cost_volume (demo)", "teacher", {"preset": "nano", "teacher_fusion": "cost_volume",
+                                                      "max_disparity": 96}),
+    ("student nano (Swin)", "student", {"preset": "nano"}),
+    ("student ghostnet_nano (demo)", "student", {"preset": "ghostnet_nano"}),
+)
+
+
+def step_seconds(stage: str, overrides: dict, size: tuple[int, int], batch: int, reps: int) -> float:
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(input_size=size, **overrides), stage)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    x = torch.rand(batch, model.in_chans, *size)
+    times = []
+    for i in range(reps + 2):
+        t0 = time.perf_counter()
+        out = model(x)
+        loss = out.depth.mean() + (out.log_var.mean() if out.log_var is not None else 0.0)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if i >= 2:
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", default="96x320")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--reps", type=int, default=7)
+    args = parser.parse_args()
+    size = parse_size(args.size)
+    print(f"{datetime.date.today()}, {cpu_name()}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '-')}, "
+          f"torch {torch.__version__}, {args.size}, batch {args.batch}, median of {args.reps} steps\n")
+    print("| network | s/step | steps/s | ratio to the concat teacher |\n|---|---|---|---|")
+    base = None
+    for label, stage, overrides in ROWS:
+        sec = step_seconds(stage, overrides, size, args.batch, args.reps)
+        base = base or sec
+        print(f"| {label} | {sec:.3f} | {1 / sec:.2f} | {sec / base:.2f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
