@@ -50,7 +50,7 @@ class _ConvModule(nn.Module):
 def newcrfs_model(repo: Path, variant: str, max_depth: float) -> nn.Module:
     """NeWCRFs' NewCRFDepth from a clone of github.com/aliyun/NeWCRFs, ImageNet-normalising its input."""
     try:
-        import mmcv.cnn  # noqa: F401
+        import mmcv.cnn
     except ImportError:
         mmcv = types.ModuleType("mmcv")
         mmcv.cnn = types.ModuleType("mmcv.cnn")  # type: ignore[attr-defined]
@@ -88,7 +88,8 @@ def main() -> int:
         model.inference_only = True
         models[name] = model.eval()
     if args.newcrfs_repo is not None:
-        models[f"NeWCRFs {args.newcrfs_variant}"] = newcrfs_model(args.newcrfs_repo, args.newcrfs_variant, 80.0).eval()
+        reference = newcrfs_model(args.newcrfs_repo, args.newcrfs_variant, 80.0)
+        models[f"NeWCRFs {args.newcrfs_variant}"] = reference.eval()
     x = torch.rand(1, 3, h, w)
     times: dict[str, list[float]] = {name: [] for name in models}
     with torch.no_grad():

@@ -27,7 +27,6 @@ from adu_depth_core.models import ModelConfig, build_student, presets
 from adu_depth_core.models.newcrf import NeWCRFBlock, window_attention_mask, window_partition
 from adu_depth_core.models.newcrfs_compat import NeWCRFsPPM, PadThenRollSwinBlock, use_pad_then_roll
 from adu_depth_core.models.newcrfs_weights import (
-    map_newcrfs_state_dict,
     newcrfs_key,
     read_newcrfs_checkpoint,
     to_newcrfs_state_dict,
@@ -246,7 +245,8 @@ def _mutated(tmp_path: Path, model: nn.Module, change) -> Path:
 
 
 @pytest.mark.parametrize("change, message", [
-    (lambda sd: sd.pop("module.crf2.norm_crf.weight"), r"missing from the checkpoint: crf2\.norm_crf\.weight"),
+    (lambda sd: sd.pop("module.crf2.norm_crf.weight"),
+     r"missing from the checkpoint: crf2\.norm_crf\.weight"),
     (lambda sd: sd.__setitem__("module.mask_head.0.weight", torch.zeros(64, 16, 3, 3)),
      r"no place in the model: mask_head\.0\.weight"),
     (lambda sd: sd.__setitem__("module.disp_head1.conv1.weight", torch.zeros(1, 8, 3, 3)),

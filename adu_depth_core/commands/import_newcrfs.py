@@ -30,11 +30,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--variant", choices=sorted(VARIANTS),
                         help="NeWCRFs --encoder of the checkpoint (default: read from its Swin width)")
     parser.add_argument("--max-depth", type=float, default=80.0,
-                        help="NeWCRFs --max_depth the checkpoint was trained with (KITTI 80, NYU 10; default 80)")
+                        help="NeWCRFs --max_depth of the checkpoint (KITTI 80, NYU 10; default 80)")
     parser.add_argument("--size", default="352x1216", metavar="HxW",
                         help="network input, multiples of 32 (default 352x1216, the KITTI KB crop)")
     parser.add_argument("--focal-px", type=float, default=KITTI_FOCAL_PX,
-                        help=f"fx of the training images at the network input (default {KITTI_FOCAL_PX}, KITTI)")
+                        help=f"fx of the training images at the network input (default {KITTI_FOCAL_PX}, "
+                             "KITTI)")
     parser.add_argument("--force", action="store_true", help="replace an existing --out file")
 
 

@@ -86,7 +86,8 @@ class DepthNet(nn.Module):
         self.decoder = NeWCRFDecoder(self.enc_channels, arch.decoder_dims, arch.decoder_heads,
                                      top_v_dim=arch.ppm_channels, window=arch.window, mask_padding=not exact)
         # NeWCRFs: depth = max_depth · sigmoid, no floor
-        self.depth_head = DepthHead(self.dec_channels[0], config.max_depth, 0.0 if exact else config.min_depth)
+        min_depth = 0.0 if exact else config.min_depth
+        self.depth_head = DepthHead(self.dec_channels[0], config.max_depth, min_depth)
         self.uem = UncertaintyHead(self.dec_channels[0], config.log_var_range) if stage == "student" else None
         self._inference_only = False
 

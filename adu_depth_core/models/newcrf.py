@@ -202,7 +202,8 @@ class NeWCRFLevel(nn.Module):
         self.proj_x = nn.Conv2d(in_dim, dim, 3, padding=1) if in_dim != dim else nn.Identity()
         self.proj_v = nn.Conv2d(v_dim, dim, 3, padding=1) if v_dim != dim else nn.Identity()
         self.blocks = nn.ModuleList(
-            NeWCRFBlock(dim, num_heads, window, shift=0 if i % 2 == 0 else window // 2, mask_padding=mask_padding)
+            NeWCRFBlock(dim, num_heads, window, shift=0 if i % 2 == 0 else window // 2,
+                        mask_padding=mask_padding)
             for i in range(depth)
         )
         self.norm = nn.LayerNorm(dim)

@@ -46,8 +46,8 @@ class NeWCRFsPPM(PPM):
 
     def __init__(self, in_channels: int, channels: int, pool_scales: tuple[int, ...] = (1, 2, 3, 6)):
         if channels % NEWCRFS_PPM_GROUPS:
-            raise ValueError(f"the NeWCRFs PPM has GroupNorm({NEWCRFS_PPM_GROUPS}) branches: its width must be "
-                             f"a multiple of {NEWCRFS_PPM_GROUPS}, got {channels}")
+            raise ValueError(f"the NeWCRFs PPM has GroupNorm({NEWCRFS_PPM_GROUPS}) branches: its width "
+                             f"must be a multiple of {NEWCRFS_PPM_GROUPS}, got {channels}")
         super().__init__(in_channels, channels, pool_scales)
         for branch in self.branches:
             branch[1] = nn.GroupNorm(NEWCRFS_PPM_GROUPS, channels)

@@ -98,7 +98,8 @@ def read_newcrfs_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt or foreign files
         reason = (str(exc).strip().splitlines() or [""])[0]
-        raise ValueError(f"{path}: not a readable NeWCRFs checkpoint ({type(exc).__name__}: {reason})") from None
+        msg = f"{path}: not a readable NeWCRFs checkpoint ({type(exc).__name__}: {reason})"
+        raise ValueError(msg) from None
     sd = ckpt.get("model", ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(sd, dict) or not sd or not all(isinstance(v, torch.Tensor) for v in sd.values()):
         keys = sorted(ckpt)[:_SHOWN] if isinstance(ckpt, dict) else type(ckpt).__name__

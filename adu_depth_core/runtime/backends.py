@@ -54,7 +54,7 @@ class ModelInfo:
     source_sha256: str | None = None
     opset: int | None = None
     version: str | None = None
-    sigma_trained: bool = True  # False: the UEM was never trained (an imported NeWCRFs model), σ is a placeholder
+    sigma_trained: bool = True  # False: the UEM was never trained (imported weights), σ is a placeholder
 
     def to_metadata(self) -> dict[str, str]:
         """String key/values for ONNX `metadata_props` and the TensorRT engine sidecar."""

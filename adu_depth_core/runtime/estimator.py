@@ -114,7 +114,8 @@ class DepthEstimator:
         if not impl.info.sigma_trained:
             logger.warning(
                 "%s: the uncertainty branch was never trained (imported weights): sigma is a placeholder, "
-                "not an error estimate; train it with `adu-depth train` and init_from (training/README.md)", path,
+                "not an error estimate; train it with `adu-depth train` and init_from (training/README.md)",
+                path,
             )  # fmt: skip
         return cls(impl, policy)
 

@@ -543,7 +543,8 @@ class DepthTrainer(TrainerBase):
         ckpt = load_checkpoint(path)
         if ckpt.get("stage") != self.cfg.stage:
             raise ValueError(
-                f"init_from {path}: is a {ckpt.get('stage')!r} checkpoint, this run trains the {self.cfg.stage}"
+                f"init_from {path}: is a {ckpt.get('stage')!r} checkpoint, this run trains the "
+                f"{self.cfg.stage}"
             )
         theirs = to_dict(ckpt["model_config"])
         for key in ("preset", "backbone"):
@@ -564,7 +565,8 @@ class DepthTrainer(TrainerBase):
             self.model.load_state_dict(ckpt["model"])
         except RuntimeError as exc:
             first = (str(exc).strip().splitlines() or [""])[0]
-            raise ValueError(f"init_from {self.cfg.init_from}: weights do not fit this run's model ({first})") from None
+            msg = f"init_from {self.cfg.init_from}: weights do not fit this run's model ({first})"
+            raise ValueError(msg) from None
         log.info("network initialised from %s", self.cfg.init_from)
 
     def _check_teacher(self, tckpt: dict[str, Any]) -> None:
