@@ -17,6 +17,7 @@ COMMANDS = {
     "eval": "Evaluate a checkpoint / ONNX / engine on KITTI, DrivingStereo, synthetic or rosbag data",
     "export": "Export the student to ONNX (checked in ONNX Runtime) and optionally a TensorRT engine",
     "predict": "Run the student on image files: depth and uncertainty PNG/NPY",
+    "import-newcrfs": "Convert a NeWCRFs checkpoint (KITTI / NYU release) into a student checkpoint",
     "bench": "Latency / FPS / memory of a model on a backend",
     "bag-eval": "Evaluate a model on a rosbag2 recording and write an output bag with depth topics",
     "demo": "End-to-end demo on the synthetic stereo rig: data, teacher, student, eval, export, bag",

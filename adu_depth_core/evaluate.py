@@ -133,6 +133,7 @@ class EstimatorPredictor:
             "focal_px": info.focal_px,
             "preset": info.preset,
             "model_sha256": info.source_sha256,
+            "sigma_trained": info.sigma_trained,
         }
 
 

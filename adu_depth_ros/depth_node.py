@@ -95,6 +95,12 @@ class DepthNode(Node):
             estimator = load_estimator(self.params)
         self.estimator = estimator
         self.get_logger().info(f"model loaded: {getattr(estimator, 'info', self.params.model_path)}")
+        self._sigma_trained = bool(getattr(getattr(estimator, "info", None), "sigma_trained", True))
+        if not self._sigma_trained:
+            self.get_logger().warning(
+                "this model's uncertainty branch was never trained (imported weights): depth/uncertainty "
+                "is a placeholder and depth/confident does not mean confident"
+            )
 
         self._bridge = CvBridge()
         self._throttle = LogThrottle(LOG_THROTTLE_S)
@@ -146,6 +152,7 @@ class DepthNode(Node):
         stat.summary(_LEVELS[level], message)
         for key, value in snap.as_key_values():
             stat.add(key, value)
+        stat.add("sigma_trained", str(self._sigma_trained).lower())
         return stat
 
     # -- inference thread --

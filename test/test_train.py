@@ -195,6 +195,36 @@ def test_resume_refuses_another_stage_or_model(tmp_path, teacher_ckpt):
         DepthTrainer(cfg_of(other), resume=teacher_ckpt)
 
 
+def test_init_from_starts_a_fresh_run_from_a_checkpoint_and_records_it(tmp_path, teacher_ckpt):
+    d = tiny(tmp_path, "init", init_from=str(teacher_ckpt), steps=1)
+    trainer = DepthTrainer(cfg_of(d))
+    assert state_equal(trainer.model.state_dict(), load_checkpoint(teacher_ckpt)["model"])
+    assert trainer.iter == 0  # weights only: step, optimiser and schedule start fresh
+    # a student whose UEM gets no loss (baseline) is flagged untrained, one distilled with the UEM is not
+    base = tiny(tmp_path, "base", stage="student", teacher_checkpoint=str(teacher_ckpt), steps=1,
+                distill={"mode": "baseline"})
+    train(cfg_of(base))
+    base_ckpt = Path(base["out_dir"]) / "last.pt"
+    assert load_checkpoint(base_ckpt)["meta"]["sigma_trained"] is False
+    full = tiny(tmp_path, "full", stage="student", teacher_checkpoint=str(teacher_ckpt), steps=1,
+                init_from=str(base_ckpt))
+    meta = load_checkpoint(train(cfg_of(full))["last"])["meta"]
+    assert meta["sigma_trained"] is True
+    assert meta["init_from"] == {"path": str(base_ckpt), "git_commit": meta["init_from"]["git_commit"],
+                                 "sigma_trained": False}
+
+
+def test_init_from_refuses_another_stage_or_architecture(tmp_path, teacher_ckpt):
+    d = tiny(tmp_path, stage="student", teacher_checkpoint=str(teacher_ckpt), init_from=str(teacher_ckpt))
+    with pytest.raises(ValueError, match="init_from .*'teacher' checkpoint, this run trains the student"):
+        DepthTrainer(cfg_of(d))
+    other = tiny(tmp_path, init_from=str(teacher_ckpt), model={"backbone": "resnet18"})
+    with pytest.raises(ValueError, match="model.backbone is None there and 'resnet18' here"):
+        DepthTrainer(cfg_of(other))
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
+        DepthTrainer(cfg_of(tiny(tmp_path, init_from=str(tmp_path / "missing.pt"))))
+
+
 # ------------------------------------------------------------------------------------------ checkpoints
 
 

@@ -225,6 +225,9 @@ def report(result: Any, args: argparse.Namespace, protocol: str, extra: dict[str
     """Print the table and write JSON / pictures' locations (shared with `bag-eval`)."""
     name = args.name or Path(args.model).name
     print(result.table(name, protocol=protocol))
+    if result.meta.get("sigma_trained") is False:
+        print("note: this model's σ is untrained (imported weights): "
+              "its AUSE/AURG and σ describe a placeholder")
     lat = result.latency()
     if lat["latency_p50_ms"] is not None:
         print(

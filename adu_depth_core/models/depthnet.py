@@ -3,6 +3,8 @@
     image(s) in [0, 1] → Encoder (timm, 4 levels, LayerNorm each) → PPM on 1/32 → NeWCRF decoder (1/32 → 1/4)
     → depth head (metres) [+ UEM: log variance, and its pyramid at the encoder resolutions]
 
+Presets with `newcrfs_exact` (`newcrfs_*`) run NeWCRFs' forward pass exactly (see `newcrfs_compat.py`).
+
 The teacher takes the left and right images concatenated on channels (6) and has no UEM; with
 `teacher_fusion: cost_volume` its encoder sees the left view and a correlation cost volume of the two views
 is added to the encoder features (`stereo.py`). The student takes one image (3) and has the UEM. With
@@ -24,6 +26,7 @@ from ..config import from_dict, to_dict
 from .encoder import Encoder
 from .heads import DepthHead, UncertaintyHead, log_var_pyramid
 from .newcrf import NeWCRFDecoder
+from .newcrfs_compat import NeWCRFsPPM, use_pad_then_roll
 from .ppm import PPM
 from .presets import STRIDE, ModelConfig, check_disparity_range
 from .stereo import CostVolumeFusion
@@ -78,13 +81,18 @@ class DepthNet(nn.Module):
             drop_path_rate=arch.drop_path_rate,
             model_kwargs=arch.encoder_kwargs,
         )
+        exact = arch.newcrfs_exact
+        if exact:
+            use_pad_then_roll(self.encoder)
         self.enc_channels = list(self.encoder.channels)
         self.dec_channels = list(arch.decoder_dims)
         self.stereo = CostVolumeFusion(self.enc_channels, config.max_disparity) if cost_volume else None
-        self.ppm = PPM(self.enc_channels[-1], arch.ppm_channels)
+        self.ppm = (NeWCRFsPPM if exact else PPM)(self.enc_channels[-1], arch.ppm_channels)
         self.decoder = NeWCRFDecoder(self.enc_channels, arch.decoder_dims, arch.decoder_heads,
-                                     top_v_dim=arch.ppm_channels, window=arch.window)
-        self.depth_head = DepthHead(self.dec_channels[0], config.max_depth, config.min_depth)
+                                     top_v_dim=arch.ppm_channels, window=arch.window, mask_padding=not exact)
+        # NeWCRFs: depth = max_depth · sigmoid, no floor
+        min_depth = 0.0 if exact else config.min_depth
+        self.depth_head = DepthHead(self.dec_channels[0], config.max_depth, min_depth)
         self.uem = UncertaintyHead(self.dec_channels[0], config.log_var_range) if stage == "student" else None
         self._inference_only = False
 

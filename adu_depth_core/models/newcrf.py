@@ -7,7 +7,9 @@ fully-connected CRF). Four levels run top-down (1/32 → 1/4), with PixelShuffle
 Differences from the reference implementation, none of which change the parameters:
 - Feature maps are padded to a multiple of the window inside each block and cropped back; padded tokens get
   their own attention-mask label, so real tokens never attend to padding and the output at real pixels does
-  not depend on how much padding a size needs.
+  not depend on how much padding a size needs. `mask_padding=False` (the `newcrfs_*` presets) restores
+  NeWCRFs' masks for its released weights: none in the plain block (real tokens attend to the zero
+  padding) and shift regions only in the shifted block.
 - Everything is plain tensor ops (view/permute/roll/matmul) so the decoder exports to ONNX at any
   multiple-of-32 input size.
 """
@@ -44,21 +46,25 @@ def window_attention_mask(
         window: int,
         shift: int,
         device: torch.device | None = None,
+        mask_padding: bool = True,
 ) -> torch.Tensor | None:
     """Additive mask (nW, window², window²) for a map of h x w padded to the window and rolled by -shift.
 
     Tokens attend only to tokens with the same label: one label per shift region (as in Swin, for the
     cyclic shift) and one label for all padding. Returns None when neither shift nor padding is needed.
+    With `mask_padding=False` padding gets no label of its own (NeWCRFs): the plain block is unmasked and the
+    shifted block masks only the shift regions of the padded map.
 
     Args:
         h, w: size of the unpadded map.
         window: window size.
         shift: cyclic shift (0 for the plain block).
         device: device of the mask.
+        mask_padding: give padded tokens their own label.
     """
     hp = -(-h // window) * window
     wp = -(-w // window) * window
-    if shift == 0 and hp == h and wp == w:
+    if shift == 0 and (not mask_padding or (hp == h and wp == w)):
         return None
     label = torch.zeros(hp, wp, device=device)
     if shift:
@@ -68,11 +74,12 @@ def window_attention_mask(
             for cols in regions:
                 label[rows, cols] = count
                 count += 1
-    pad = torch.ones(hp, wp, dtype=torch.bool, device=device)
-    pad[:h, :w] = False
-    if shift:
-        pad = torch.roll(pad, shifts=(-shift, -shift), dims=(0, 1))
-    label = torch.where(pad, torch.full_like(label, -1.0), label)
+    if mask_padding:
+        pad = torch.ones(hp, wp, dtype=torch.bool, device=device)
+        pad[:h, :w] = False
+        if shift:
+            pad = torch.roll(pad, shifts=(-shift, -shift), dims=(0, 1))
+        label = torch.where(pad, torch.full_like(label, -1.0), label)
     windows = window_partition(label.view(1, hp, wp, 1), window).squeeze(-1)  # nW, N
     differ = windows[:, :, None] != windows[:, None, :]  # nW, N, N
     return differ.to(torch.float32) * MASK_VALUE
@@ -137,12 +144,15 @@ class NeWCRFBlock(nn.Module):
         window: window size.
         shift: cyclic shift of the windows (0, or window // 2 for the second block).
         mlp_ratio: hidden width of the MLP relative to `dim`.
+        mask_padding: keep real tokens from attending to padding (False: NeWCRFs' masks).
     """
 
-    def __init__(self, dim: int, num_heads: int, window: int, shift: int = 0, mlp_ratio: float = 4.0):
+    def __init__(self, dim: int, num_heads: int, window: int, shift: int = 0, mlp_ratio: float = 4.0,
+                 mask_padding: bool = True):
         super().__init__()
         self.window = window
         self.shift = shift
+        self.mask_padding = mask_padding
         self.norm1 = nn.LayerNorm(dim)
         self.attn = WindowQKAttention(dim, num_heads, window)
         self.norm2 = nn.LayerNorm(dim)
@@ -163,7 +173,7 @@ class NeWCRFBlock(nn.Module):
             y = torch.roll(y, shifts=(-self.shift, -self.shift), dims=(1, 2))
             vp = torch.roll(vp, shifts=(-self.shift, -self.shift), dims=(1, 2))
         hp, wp = h + pad_h, w + pad_w
-        mask = window_attention_mask(h, w, ws, self.shift, x.device)
+        mask = window_attention_mask(h, w, ws, self.shift, x.device, self.mask_padding)
         out = self.attn(window_partition(y, ws), window_partition(vp, ws), mask)  # B·nW, N, C
         out = window_reverse(out, ws, hp, wp)  # B, Hp, Wp, C
         if self.shift:
@@ -182,15 +192,19 @@ class NeWCRFLevel(nn.Module):
         num_heads: attention heads.
         window: window size; the second block is shifted by window // 2.
         depth: number of blocks (NeWCRFs: 2).
+        mask_padding: see `NeWCRFBlock`.
     """
 
-    def __init__(self, in_dim: int, v_dim: int, dim: int, num_heads: int, window: int = 7, depth: int = 2):
+    def __init__(self, in_dim: int, v_dim: int, dim: int, num_heads: int, window: int = 7, depth: int = 2,
+                 mask_padding: bool = True):
         super().__init__()
         self.dim = dim
         self.proj_x = nn.Conv2d(in_dim, dim, 3, padding=1) if in_dim != dim else nn.Identity()
         self.proj_v = nn.Conv2d(v_dim, dim, 3, padding=1) if v_dim != dim else nn.Identity()
         self.blocks = nn.ModuleList(
-            NeWCRFBlock(dim, num_heads, window, shift=0 if i % 2 == 0 else window // 2) for i in range(depth)
+            NeWCRFBlock(dim, num_heads, window, shift=0 if i % 2 == 0 else window // 2,
+                        mask_padding=mask_padding)
+            for i in range(depth)
         )
         self.norm = nn.LayerNorm(dim)
 
@@ -219,6 +233,7 @@ class NeWCRFDecoder(nn.Module):
         heads: attention heads per level, finest first (paper: 4, 8, 16, 32).
         top_v_dim: channels of the value fed to the coarsest level (the PPM output).
         window: window size.
+        mask_padding: see `NeWCRFBlock`.
     """
 
     def __init__(
@@ -228,6 +243,7 @@ class NeWCRFDecoder(nn.Module):
             heads: tuple[int, ...] | list[int],
             top_v_dim: int,
             window: int = 7,
+            mask_padding: bool = True,
     ):
         super().__init__()
         if not len(enc_channels) == len(dims) == len(heads) == 4:
@@ -238,7 +254,8 @@ class NeWCRFDecoder(nn.Module):
         v_dims = [d // 4 for d in dims[1:]] + [top_v_dim]
         self.dims = list(dims)
         self.levels = nn.ModuleList(
-            NeWCRFLevel(enc_channels[i], v_dims[i], dims[i], heads[i], window) for i in range(4)
+            NeWCRFLevel(enc_channels[i], v_dims[i], dims[i], heads[i], window, mask_padding=mask_padding)
+            for i in range(4)
         )
         self.shuffle = nn.PixelShuffle(2)
         self.apply(_init_weights)

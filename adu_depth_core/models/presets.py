@@ -5,7 +5,10 @@ decoder with the encoder. `nano` is for tests (about 1.2 M parameters, a from-sc
 pretrained weights. `ghostnet_nano` is the CPU demo's network: timm's GhostNet encoder behind the `nano`
 decoder (about 2.2 M parameters). From scratch on a CPU budget a small CNN learns far faster than a tiny
 Swin (validation AbsRel 0.125 vs 0.169 after 800 steps on the synthetic rig; docs/RESULTS.md).
-`preset_table()` renders the registry as a markdown table (used by `benchmarks/bench_models.py`).
+`newcrfs_large07`, `newcrfs_base07` and `newcrfs_tiny07` are NeWCRFs' released architectures with its
+forward pass exactly (`newcrfs_compat.py`), for its trained checkpoints (`adu-depth import-newcrfs`);
+`newcrfs_large07` has the weights of `paper`, `newcrfs_tiny07` is the paper decoder on a Swin-T encoder (not
+`swin_t`). `preset_table()` renders the registry as a markdown table (used by `benchmarks/bench_models.py`).
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ import timm
 
 __all__ = ["PRESETS", "ModelConfig", "Preset", "check_disparity_range", "get_preset", "preset_table"]
 
-PresetName = Literal["paper", "swin_t", "nano", "ghostnet_nano"]
+PresetName = Literal["paper", "swin_t", "nano", "ghostnet_nano", "newcrfs_large07", "newcrfs_base07",
+                     "newcrfs_tiny07"]
 STRIDE = 32
 
 
@@ -34,6 +38,8 @@ class Preset:
         drop_path_rate: stochastic depth of the backbone.
         encoder_kwargs: keyword overrides for `timm.create_model` (a custom-size Swin).
         has_pretrained: whether timm has weights for this exact encoder.
+        newcrfs_exact: NeWCRFs' forward pass (PPM norms, max_depth·sigmoid, decoder masks, Swin pad-then-roll;
+            `newcrfs_compat.py`) instead of the project's.
     """
 
     encoder: str
@@ -44,6 +50,13 @@ class Preset:
     drop_path_rate: float = 0.0
     encoder_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
     has_pretrained: bool = True
+    newcrfs_exact: bool = False
+
+
+def _newcrfs(encoder: str) -> Preset:
+    # NeWCRFs' decoder is the same for every backbone (NewCRFDepth.py): widths 128..1024, PPM 512
+    return Preset(encoder=encoder, decoder_dims=(128, 256, 512, 1024), decoder_heads=(4, 8, 16, 32),
+                  ppm_channels=512, drop_path_rate=0.3, newcrfs_exact=True)
 
 
 PRESETS: dict[str, Preset] = {
@@ -75,6 +88,9 @@ PRESETS: dict[str, Preset] = {
         decoder_heads=(1, 1, 2, 4),
         ppm_channels=64,
     ),
+    "newcrfs_large07": _newcrfs("swin_large_patch4_window7_224.ms_in22k"),
+    "newcrfs_base07": _newcrfs("swin_base_patch4_window7_224.ms_in22k"),
+    "newcrfs_tiny07": _newcrfs("swin_tiny_patch4_window7_224.ms_in22k"),
 }
 
 

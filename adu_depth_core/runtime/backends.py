@@ -54,6 +54,7 @@ class ModelInfo:
     source_sha256: str | None = None
     opset: int | None = None
     version: str | None = None
+    sigma_trained: bool = True  # False: the UEM was never trained (imported weights), σ is a placeholder
 
     def to_metadata(self) -> dict[str, str]:
         """String key/values for ONNX `metadata_props` and the TensorRT engine sidecar."""
@@ -67,6 +68,7 @@ class ModelInfo:
             "adu_depth_version": self.version or __version__,
             "input_format": INPUT_FORMAT,
             "outputs": "depth [m], sigma [m]",
+            "sigma_trained": "true" if self.sigma_trained else "false",
         }
         if self.opset is not None:
             meta["opset"] = str(self.opset)
@@ -109,6 +111,7 @@ class ModelInfo:
             source_sha256=meta.get("source_sha256") or None,
             opset=int(opset) if opset and opset.isdigit() else None,
             version=meta.get("adu_depth_version") or None,
+            sigma_trained=meta.get("sigma_trained", "true") != "false",
         )
 
 
@@ -188,6 +191,7 @@ def load_student(
     model.eval()
     config = model.config
     focal = (ckpt.get("meta") or {}).get("focal_px")
+    sigma_trained = (ckpt.get("meta") or {}).get("sigma_trained", True) is not False
     info = ModelInfo(
         source=name,
         backend="torch",
@@ -198,6 +202,7 @@ def load_student(
         stage="student",
         source_sha256=sha,
         version=__version__,
+        sigma_trained=sigma_trained,
     )
     return model, info
 

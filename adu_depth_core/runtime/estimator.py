@@ -111,6 +111,12 @@ class DepthEstimator:
             "%s: backend %s (%s), network input %dx%d, policy %s",
             path, impl.name, reason, *impl.info.input_hw, policy,
         )  # fmt: skip
+        if not impl.info.sigma_trained:
+            logger.warning(
+                "%s: the uncertainty branch was never trained (imported weights): sigma is a placeholder, "
+                "not an error estimate; train it with `adu-depth train` and init_from (training/README.md)",
+                path,
+            )  # fmt: skip
         return cls(impl, policy)
 
     # ---- what consumers need to know ------------------------------------------------------------------

@@ -280,6 +280,9 @@ class TrainConfig:
     distill: DistillConfig = field(default_factory=DistillConfig)
     val: ValConfig = field(default_factory=ValConfig)
     teacher_checkpoint: str | None = None  # student stage: the frozen stereo teacher
+    # start the network from this checkpoint's weights (same stage and preset; any input size), e.g. a
+    # student from `adu-depth import-newcrfs`; optimiser, schedule and step start fresh
+    init_from: str | None = None
     steps: int | None = None  # total optimiser steps; exactly one of steps / epochs
     epochs: int | None = None
     batch_size: int = 4  # global batch, split evenly over DDP processes

@@ -347,9 +347,14 @@ class DepthTrainer(TrainerBase):
         self.cfg_batch_size = cfg.batch_size
 
         # -- everything a user can get wrong is checked before data is read or networks are built
+        self.init_meta: dict[str, Any] | None = None
         resume_ckpt = self._check_resume(resume) if resume is not None else None
         if resume_ckpt is None:
             self._check_out_dir(overwrite)
+        # a resumed run has its own weights; init_from only seeds a fresh one
+        init_ckpt = self._check_init(cfg.init_from) if cfg.init_from and resume_ckpt is None else None
+        if resume_ckpt is not None:
+            self.init_meta = resume_ckpt.get("meta", {}).get("init_from")
         self.teacher: DepthNet | None = None
         self.teacher_meta: dict[str, Any] = {}
         if cfg.stage == "student":
@@ -412,6 +417,8 @@ class DepthTrainer(TrainerBase):
         # -- networks, identical on every rank (seeded); DDP also broadcasts rank 0's weights
         seed_everything(cfg.seed)
         self.model = build_model(cfg.model, cfg.stage).to(self.device)
+        if init_ckpt is not None:
+            self._init_weights(init_ckpt)
         silog = SILogLoss(cfg.distill.min_depth, cfg.distill.max_depth, cfg.distill.silog_variance_focus)
         self.distill_loss: DistillationLoss | None = None
         if cfg.stage == "teacher":
@@ -529,6 +536,37 @@ class DepthTrainer(TrainerBase):
                     f"{path}: the distillation config differs from this run's; adapters would not fit"
                 )
         return ckpt
+
+    def _check_init(self, path: str) -> dict[str, Any]:
+        """The `init_from` checkpoint, checked against this run: same stage and architecture."""
+        ckpt = load_checkpoint(path)
+        if ckpt.get("stage") != self.cfg.stage:
+            raise ValueError(
+                f"init_from {path}: is a {ckpt.get('stage')!r} checkpoint, this run trains the "
+                f"{self.cfg.stage}"
+            )
+        theirs = to_dict(ckpt["model_config"])
+        for key in ("preset", "backbone"):
+            if theirs.get(key) != getattr(self.cfg.model, key):
+                raise ValueError(
+                    f"init_from {path}: model.{key} is {theirs.get(key)!r} there and "
+                    f"{getattr(self.cfg.model, key)!r} here; set model.{key}: {theirs.get(key)!r}"
+                )
+        if float(theirs.get("max_depth", 0)) != float(self.cfg.model.max_depth):
+            log.warning("init_from %s was trained with max_depth %s, this run uses %s",
+                        path, theirs.get("max_depth"), self.cfg.model.max_depth)
+        self.init_meta = {"path": str(path), "git_commit": ckpt.get("meta", {}).get("git_commit"),
+                          "sigma_trained": ckpt.get("meta", {}).get("sigma_trained", True) is not False}
+        return ckpt
+
+    def _init_weights(self, ckpt: dict[str, Any]) -> None:
+        try:
+            self.model.load_state_dict(ckpt["model"])
+        except RuntimeError as exc:
+            first = (str(exc).strip().splitlines() or [""])[0]
+            msg = f"init_from {self.cfg.init_from}: weights do not fit this run's model ({first})"
+            raise ValueError(msg) from None
+        log.info("network initialised from %s", self.cfg.init_from)
 
     def _check_teacher(self, tckpt: dict[str, Any]) -> None:
         t_cfg = tckpt["model_config"]
@@ -723,9 +761,12 @@ class DepthTrainer(TrainerBase):
                 "versions": self._versions,
                 "git_commit": self._git,
                 "teacher": self.teacher_meta or None,
+                "init_from": self.init_meta,
                 "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             },
         }
+        if cfg.stage == "student":  # only the uncertainty-modelled terms train the UEM
+            payload["meta"]["sigma_trained"] = cfg.distill.mode == "full" and cfg.distill.uem
         if self.distill_loss is not None:
             payload["adapters"] = self.distill_loss.state_dict()
         if self.scaler.is_enabled():
