@@ -37,7 +37,7 @@ def test_kitti_output_matches_the_rig_frames(tmp_path):
         assert np.abs(s["depth"][0].numpy() - f.lidar_depth).max() <= 1 / 256
     meta = json.loads((out / "synth_meta.json").read_text())
     assert [r["seed"] for r in meta["frames"]] == [split_seed("test", 5 + i) for i in range(3)]
-    assert meta["rig"]["camera_height"] == [1.0, 2.6] and meta["size"] == [64, 192]
+    assert meta["rig"]["camera_height"] == [1.65, 1.65] and meta["size"] == [64, 192]
 
 
 def test_rig_overrides_change_focal_but_not_the_scene(tmp_path):

@@ -190,12 +190,15 @@ def test_lidar_gt_is_a_kitti_like_subset_of_the_dense_depth(rig, frames):
 
 
 def test_scene_variations_weaken_monocular_shortcuts():
-    cfg = RigConfig()
+    cfg = RigConfig()  # the vehicle rig: one mounting, the scene varies
     scenes = [sample_scene(split_seed("train", i), cfg) for i in range(60)]
     heights = [s.camera_height for s in scenes]
     pitches = [math.degrees(s.pitch) for s in scenes]
-    assert 1.0 <= min(heights) and max(heights) <= 2.6 and max(heights) - min(heights) > 1.0
-    assert max(pitches) - min(pitches) > 5.0
+    assert set(heights) == {1.65} and -0.3 <= min(pitches) < max(pitches) <= 0.3
+    varied = [sample_scene(split_seed("train", i), RigConfig.preset("varied_mount")) for i in range(60)]
+    v_heights, v_pitches = [s.camera_height for s in varied], [math.degrees(s.pitch) for s in varied]
+    assert 1.0 <= min(v_heights) and max(v_heights) <= 2.6 and max(v_heights) - min(v_heights) > 1.0
+    assert max(v_pitches) - min(v_pitches) > 5.0
     boxes = sum(s.counts["boxes"] for s in scenes)
     lifted = sum(s.counts["lifted"] for s in scenes)
     assert 0.35 < lifted / boxes < 0.65
