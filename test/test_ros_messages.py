@@ -340,7 +340,7 @@ def test_transform_rejects_non_rotation():
 
 
 def smooth_rgb(h: int = 32, w: int = 48) -> np.ndarray:
-    """A smooth colour image (JPEG keeps it within a few grey levels; channels differ, so a BGR/RGB swap shows)."""
+    """A smooth colour image (JPEG keeps it within a few levels; channels differ, so a BGR/RGB swap shows)."""
     y, x = np.mgrid[0:h, 0:w]
     return np.stack([x * 255 // (w - 1), y * 255 // (h - 1), np.full_like(x, 60)], axis=2).astype(np.uint8)
 
