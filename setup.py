@@ -26,7 +26,8 @@ setup(
         "torch>=2.4",
         "timm>=1.0.8",
         "numpy>=1.24",
-        "opencv-python>=4.8",
+        # < 5: ROS 2 Jazzy's cv_bridge is built against OpenCV 4 (OpenCV 5 renumbered the type codes)
+        "opencv-python>=4.8,<5",
         "pyyaml>=6.0",
         "rosbags>=0.10.4",
         "onnx>=1.16",
@@ -39,14 +40,13 @@ setup(
     extras_require={
         "tensorrt": ["tensorrt>=10.0"],
         "dev": [
-            "pytest>=8.0",
+            "pytest>=8.0,<9",  # launch_testing's pytest plugin does not load in pytest 9
             "pytest-timeout>=2.3",
             "ruff>=0.6",
             "mypy>=1.10",
             "rclpy-intellisense>=1.0",
         ],
     },
-    tests_require=["pytest"],
     zip_safe=True,
     entry_points={
         "console_scripts": [

@@ -16,7 +16,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
-from .depth_node import declare_params, make_qos, spin_node
+from .depth_node import NODE_OPTIONS, declare_params, make_qos, spin_node
 from .live_eval import GT_TOPIC, METRICS_TOPIC, PREDICTION_TOPIC, LiveEvaluator, PairError, format_report
 from .params import EvalParams
 from .pipeline import LogThrottle
@@ -26,7 +26,7 @@ NODE_NAME = "eval_node"
 
 class EvalNode(Node):
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(NODE_NAME, **kwargs)
+        super().__init__(NODE_NAME, **{**NODE_OPTIONS, **kwargs})
         self.params: EvalParams = declare_params(self, EvalParams)
         self.evaluator = LiveEvaluator(self.params)
         self._throttle = LogThrottle(5.0)

@@ -9,6 +9,8 @@ place — here — and the same checks run in the ROS-free tests (config/*.yaml 
 from __future__ import annotations
 
 import dataclasses
+import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -18,10 +20,14 @@ from adu_depth_core.evaluation.crops import CROPS
 BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
 POLICIES = ("resize", "kb_crop")
 RELIABILITIES = ("best_effort", "reliable")
+TRANSPORTS = ("raw", "compressed")
+# parameters every rclpy node has besides its own (rclpy declares them; launch files set use_sim_time)
+BUILTIN_PARAMETERS = frozenset({"use_sim_time", "start_type_description_service"})
 
 Backend = Literal["auto", "tensorrt", "onnxruntime", "torch"]
 Policy = Literal["resize", "kb_crop"]
 Reliability = Literal["best_effort", "reliable"]
+Transport = Literal["raw", "compressed"]
 
 
 def _doc(text: str) -> dict[str, str]:
@@ -48,11 +54,25 @@ class NodeParams:
             "how a camera image is fitted to the network input: 'resize' or 'kb_crop' (KITTI crop)"
         ),
     )
+    image_transport: Transport = field(
+        default="raw",
+        metadata=_doc(
+            "camera transport: 'raw' subscribes to image (sensor_msgs/Image), 'compressed' to "
+            "image/compressed (sensor_msgs/CompressedImage, JPEG/PNG), as image_transport names them"
+        ),
+    )
     use_camera_info: bool = field(
         default=True,
         metadata=_doc(
             "subscribe to camera_info, pass its intrinsics to the estimator (focal-aware depth) "
             "and republish it on depth/camera_info"
+        ),
+    )
+    camera_info_tolerance: float = field(
+        default=0.0,
+        metadata=_doc(
+            "largest stamp difference (s) of an image and its camera_info; 0 = exact stamps. Without a "
+            "match the latest camera_info is used, with a throttled warning"
         ),
     )
     max_depth: float = field(
@@ -87,9 +107,10 @@ class NodeParams:
         _check_choice("backend", self.backend, BACKENDS)
         _check_choice("policy", self.policy, POLICIES)
         _check_choice("qos_reliability", self.qos_reliability, RELIABILITIES)
+        _check_choice("image_transport", self.image_transport, TRANSPORTS)
         if not isinstance(self.qos_depth, int) or isinstance(self.qos_depth, bool) or self.qos_depth < 1:
             raise ValueError(f"parameter 'qos_depth': expected an integer >= 1, got {self.qos_depth!r}")
-        for name in ("max_depth", "target_rate"):
+        for name in ("max_depth", "target_rate", "camera_info_tolerance"):
             value = getattr(self, name)
             if not value >= 0 or value == float("inf"):
                 raise ValueError(f"parameter {name!r}: expected a finite number >= 0, got {value!r}")
@@ -190,3 +211,21 @@ def params_from_values(cls: type, values: dict[str, Any]) -> Any:
     ROS integers given for float parameters are accepted (80 for 80.0).
     """
     return from_dict(cls, dict(values))
+
+
+def check_parameter_names(cls: type, given: Iterable[str], node: str) -> None:
+    """ValueError for parameters set on a node that it does not have (a misspelling would otherwise
+    be ignored silently): names them, suggests the nearest known name and lists the known ones.
+
+    `given` are the names of the node's parameter overrides (`-p`, `--params-file`, launch
+    `parameters=`); rclpy's own parameters (`BUILTIN_PARAMETERS`) are allowed.
+    """
+    known = list(defaults(cls))
+    unknown = sorted(set(given) - set(known) - BUILTIN_PARAMETERS)
+    if not unknown:
+        return
+    parts = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, known, n=1)
+        parts.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    raise ValueError(f"unknown parameter(s) for {node}: {', '.join(parts)}; {node} has {', '.join(known)}")

@@ -15,8 +15,10 @@ The outputs follow REP 117/118 and depth_image_proc: 32FC1 metres with NaN where
 header (stamp and frame_id) unchanged, and depth/camera_info = the input camera_info with the image's
 header, so `depth_image_proc/point_cloud_xyz` pairs them by exact stamp.
 
-Per-frame problems (bad encoding, empty image, camera_info of another size, a failing inference)
-raise `FrameError`; the pipeline counts them in `PipelineStats` and goes on with the next frame.
+Per-frame problems (bad encoding, a corrupt compressed payload, empty image, camera_info of another
+size, a failing inference) raise `FrameError`; the pipeline counts them in `PipelineStats` and goes on
+with the next frame. A frame counts as *out* only once its outputs were published (`published`).
+camera_info is paired with each frame by stamp when the frame is processed (`camera_info_sync`).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ import numpy as np
 
 from adu_depth_core.data import camera_info as ci
 from adu_depth_core.data.camera_info import scale_camera_info
-from adu_depth_core.data.ros_messages import msg_to_image, stamp_to_ns
+from adu_depth_core.data.ros_messages import is_compressed, msg_to_rgb, stamp_to_ns
 from adu_depth_core.evaluation.visualize import colorize_depth, colorize_uncertainty
 from adu_depth_core.runtime.outputs import (
     OUTPUTS,
@@ -43,6 +45,7 @@ from adu_depth_core.runtime.outputs import (
     to_rep118_depth,
 )
 
+from .camera_info_sync import LATEST, NONE, CameraInfoBuffer, latest_fallback_warning
 from .params import NodeParams
 
 T = TypeVar("T")
@@ -51,6 +54,48 @@ T = TypeVar("T")
 
 IMAGE_TOPIC = "image"
 CAMERA_INFO_TOPIC = "camera_info"
+COMPRESSED_SUFFIX = "/compressed"  # image_transport's compressed transport: <base topic>/compressed
+
+
+def input_image_topic(base: str, transport: str) -> str:
+    """The topic a transport subscribes to for the (resolved, remapped) base image topic, named as
+    image_transport names it: `raw` -> base, `compressed` -> base + "/compressed"."""
+    if transport == "raw":
+        return base
+    if transport == "compressed":
+        return base.rstrip("/") + COMPRESSED_SUFFIX
+    raise ValueError(f"image transport must be 'raw' or 'compressed', got {transport!r}")
+
+
+def image_message_fields(array: np.ndarray, encoding: str) -> dict[str, Any]:
+    """height, width, encoding, is_bigendian, step and data (bytes) of a sensor_msgs/Image holding
+    `array` exactly as laid out (a bgr8 array in BGR order, 32FC1 float32 metres): what the node
+    publishes, without cv_bridge (whose type codes depend on the OpenCV version)."""
+    a = np.ascontiguousarray(array)
+    if a.ndim not in (2, 3) or a.shape[0] == 0 or a.shape[1] == 0:
+        raise ValueError(f"{encoding} output: expected a non-empty HxW[xC] array, got shape {a.shape}")
+    expected = {
+        "32FC1": (np.float32, 1),
+        "bgr8": (np.uint8, 3),
+        "rgb8": (np.uint8, 3),
+        "mono8": (np.uint8, 1),
+    }
+    if encoding not in expected:
+        raise ValueError(f"output encoding must be one of {sorted(expected)}, got {encoding!r}")
+    dtype, channels = expected[encoding]
+    if a.dtype != dtype or (a.shape[2] if a.ndim == 3 else 1) != channels:
+        raise ValueError(
+            f"{encoding} output: expected {np.dtype(dtype)} with {channels} channel(s), got "
+            f"{a.dtype} {a.shape}"
+        )
+    return {
+        "height": int(a.shape[0]),
+        "width": int(a.shape[1]),
+        "encoding": encoding,
+        "is_bigendian": int(a.dtype.byteorder == ">"),
+        "step": int(a.strides[0]),
+        "data": a.tobytes(),
+    }
 
 
 class Estimator(Protocol):
@@ -255,12 +300,12 @@ class HealthMonitor:
             return ERROR, "inference thread stopped; restart the node"
         if new_errors > 0:
             return WARN, f"{new_errors} frame(s) failed since the last report; last: {snap.last_error}"
+        if not subscribed:  # lazy: the camera is not subscribed, so no input is expected
+            return OK, "idle: nobody subscribes to the depth outputs (camera not subscribed)"
         if snap.frames_in == 0:
             return WARN, "no image received yet on 'image' (check the remapping and the QoS reliability)"
         if snap.input_rate_hz == 0.0:
             return WARN, "image stream stalled: fewer than 2 images on 'image' in the last 5 s"
-        if not subscribed:
-            return OK, "idle: nobody subscribes to the depth outputs"
         p50 = snap.latency_ms.get("p50")
         latency = f", latency p50 {p50:.0f} ms" if p50 is not None else ""
         return OK, f"{snap.output_rate_hz:.1f} Hz out of {snap.input_rate_hz:.1f} Hz in{latency}"
@@ -334,8 +379,9 @@ def _with_header(info: Any, header: Any) -> Any:
 
 @dataclass
 class InputFrame:
-    """One camera frame as received: the Image message (or an RGB array), its header, the latest
-    camera_info at arrival (None when none has arrived or camera_info is off), arrival time (clock s)."""
+    """One camera frame as received: the Image or CompressedImage message (or an RGB array), its header,
+    an explicit camera_info (None: paired by stamp from the pipeline's buffer when the frame is processed),
+    arrival time (clock s)."""
 
     image: Any
     header: Any
@@ -354,8 +400,9 @@ class DepthResult:
     images: dict[str, tuple[np.ndarray, str]]
     camera_info: Any | None
     K: np.ndarray | None
-    latency_s: float
+    latency_s: float  # arrival -> outputs built
     warnings: list[tuple[str, str]] = field(default_factory=list)  # (throttle key, message)
+    received_s: float = 0.0  # arrival (clock s), for the published latency
 
 
 NO_CAMERA_INFO_WARNING = (
@@ -370,9 +417,9 @@ class DepthPipeline:
     Args:
         estimator: anything with `estimate(rgb, K) -> (depth, sigma)` (normally a `DepthEstimator`).
         params: validated node parameters (outputs to produce, sigma threshold, colour range, ...).
-        decode: Image message -> RGB uint8 HxWx3. The node passes cv_bridge
-            (`imgmsg_to_cv2(msg, desired_encoding="rgb8")`); the default is
-            `ros_messages.msg_to_image` (rgb8, bgr8, mono8, rgba8, bgra8, yuv422, yuv422_yuy2).
+        decode: camera message -> RGB uint8 HxWx3. The default is `ros_messages.msg_to_rgb`
+            (Image in rgb8, bgr8, mono8, rgba8, bgra8, yuv422, yuv422_yuy2; CompressedImage JPEG/PNG);
+            the node adds cv_bridge for other encodings.
         clock: monotonic seconds, for latencies and rates (injectable for tests).
     """
 
@@ -387,24 +434,22 @@ class DepthPipeline:
         self.estimator = estimator
         self.params = params
         self.enabled: tuple[str, ...] = params.enabled_outputs()
-        self._decode = decode or msg_to_image
+        self._decode = decode or msg_to_rgb
         self._clock = clock
         self.stats = PipelineStats(clock=clock)
         self.slot: LatestFrameSlot[InputFrame] = LatestFrameSlot()
-        self._camera_info: Any | None = None
-        self._lock = threading.Lock()
+        self.camera_infos = CameraInfoBuffer(round(params.camera_info_tolerance * 1e9))
 
     # -- input side (camera callbacks) --
 
     def set_camera_info(self, msg: Any) -> None:
-        """Remember the latest CameraInfo (attached to the frames submitted after it)."""
-        with self._lock:
-            self._camera_info = msg
+        """Store a CameraInfo; frames are paired with theirs by stamp when processed."""
+        self.camera_infos.add(msg)
 
     @property
     def camera_info(self) -> Any | None:
-        with self._lock:
-            return self._camera_info
+        """The latest CameraInfo received (None before the first)."""
+        return self.camera_infos.latest
 
     def make_frame(self, image: Any, header: Any | None = None) -> InputFrame:
         """An InputFrame for an Image message (header taken from it) or an RGB array plus `header`."""
@@ -412,8 +457,7 @@ class DepthPipeline:
             header = getattr(image, "header", None)
             if header is None:
                 raise ValueError("an image array needs a header (std_msgs/Header with stamp and frame_id)")
-        info = self.camera_info if self.params.use_camera_info else None
-        return InputFrame(image=image, header=header, camera_info=info, received_s=self._clock())
+        return InputFrame(image=image, header=header, camera_info=None, received_s=self._clock())
 
     def submit(self, image: Any, header: Any | None = None) -> bool:
         """Queue a frame for the inference thread; True when it replaced a pending frame (a drop)."""
@@ -433,15 +477,33 @@ class DepthPipeline:
     def process(self, frame: InputFrame, outputs: Collection[str] | None = None) -> DepthResult:
         """Run one frame. `outputs` (default: all enabled) selects which images to build.
 
-        Returns the result and counts it as an output; raises FrameError (counted) for a bad frame.
+        Returns the result (not yet an output: call `published` once it is out); raises FrameError
+        (counted) for a bad frame.
         """
         try:
-            result = self._process(frame, self.enabled if outputs is None else outputs)
+            return self._process(frame, self.enabled if outputs is None else outputs)
         except FrameError as err:
             self.stats.on_error(err)
             raise
-        self.stats.on_output(result.latency_s)
-        return result
+
+    def published(self, result: DepthResult) -> None:
+        """Count `result` as an output, with its latency from arrival to now (after publishing)."""
+        self.stats.on_output(self._clock() - result.received_s)
+
+    def _pair_camera_info(self, frame: InputFrame, stamp_ns: int, warnings: list[tuple[str, str]]) -> Any:
+        if frame.camera_info is not None or not self.params.use_camera_info:
+            return frame.camera_info if self.params.use_camera_info else None
+        pairing = self.camera_infos.pair(stamp_ns)
+        if pairing.kind == NONE:
+            warnings.append(("no_camera_info", NO_CAMERA_INFO_WARNING))
+        elif pairing.kind == LATEST:
+            warnings.append(
+                (
+                    "camera_info_stamp",
+                    latest_fallback_warning(stamp_ns, pairing, self.camera_infos.tolerance_ns),
+                )
+            )
+        return pairing.info
 
     def _process(self, frame: InputFrame, outputs: Collection[str]) -> DepthResult:
         unknown = set(outputs) - set(OUTPUTS)
@@ -458,7 +520,7 @@ class DepthPipeline:
         warnings: list[tuple[str, str]] = []
 
         K = None
-        info = frame.camera_info
+        info = self._pair_camera_info(frame, stamp_ns, warnings)
         if info is not None:
             try:
                 K, info_hw = camera_info_geometry(info)
@@ -478,8 +540,6 @@ class DepthPipeline:
                         f"camera_info frame_id {info_frame!r} differs from the image's {frame_id!r}",
                     )
                 )
-        elif self.params.use_camera_info:
-            warnings.append(("no_camera_info", NO_CAMERA_INFO_WARNING))
 
         depth, sigma = self._estimate(rgb, K, where)
 
@@ -513,6 +573,7 @@ class DepthPipeline:
             K=K,
             latency_s=self._clock() - frame.received_s,
             warnings=warnings,
+            received_s=frame.received_s,
         )
 
     def _rgb(self, image: Any, where: str) -> np.ndarray:
@@ -522,10 +583,14 @@ class DepthPipeline:
             encoding = getattr(image, "encoding", "?")
             try:
                 rgb = self._decode(image)
-            except Exception as exc:  # cv_bridge raises CvBridgeError, msg_to_image ValueError
+            except Exception as exc:  # cv_bridge raises CvBridgeError, msg_to_rgb ValueError
+                what = (
+                    f"{getattr(image, 'format', '?')!r} compressed"
+                    if is_compressed(image)
+                    else repr(encoding)
+                )
                 raise FrameError(
-                    "decode",
-                    f"{where}: cannot convert {encoding!r} image to rgb8: {type(exc).__name__}: {exc}",
+                    "decode", f"{where}: cannot convert {what} image to rgb8: {type(exc).__name__}: {exc}"
                 ) from None
         rgb = np.asarray(rgb)
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
@@ -571,7 +636,8 @@ class InferenceWorker:
     Args:
         pipeline: the DepthPipeline whose slot this worker drains.
         wanted: returns the outputs somebody listens to now (empty: skip the frame, counted as idle).
-        on_result: publishes a DepthResult (exceptions become "publish" FrameErrors).
+        on_result: publishes a DepthResult (exceptions become "publish" FrameErrors); the frame counts
+            as an output only when it returns.
         on_error: reports a FrameError (the node logs it, throttled).
         rate_hz: at most this many inferences per second (0: unlimited).
     """
@@ -650,3 +716,5 @@ class InferenceWorker:
             )
             self.pipeline.stats.on_error(publish_error)
             self._report(publish_error)
+            return
+        self.pipeline.published(result)

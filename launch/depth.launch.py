@@ -25,6 +25,10 @@ ARGUMENTS = {
     "params_file": (None, "depth_node parameters (YAML, ros__parameters)"),
     "model": ("", "model file (.pt / .onnx / .engine); overrides model_path of params_file when set"),
     "backend": ("", "auto | tensorrt | onnxruntime | torch; overrides params_file when set"),
+    "image_transport": (
+        "",
+        "raw | compressed (subscribes to <image>/compressed); overrides params_file when set",
+    ),
     "namespace": ("", "namespace of the node and its depth/* outputs"),
     "use_sim_time": ("false", "use /clock (true for bag replays)"),
     "point_cloud": ("false", "also run depth_image_proc point_cloud_xyz → depth/points"),
@@ -43,6 +47,8 @@ def _setup(context: LaunchContext) -> list:
         overrides["model_path"] = arg["model"]
     if arg["backend"]:
         overrides["backend"] = arg["backend"]
+    if arg["image_transport"]:
+        overrides["image_transport"] = arg["image_transport"]
     actions: list = [
         Node(
             package=PACKAGE,

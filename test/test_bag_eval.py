@@ -407,3 +407,59 @@ def test_bag_metadata_file_names_cannot_leave_the_bag(rig, tmp_path):
     with pytest.raises(ValueError, match="not a readable rosbag2 bag"):
         with rb.open_bag(bag):
             pass
+
+
+COMPRESSED = rb.LEFT_IMAGE + "/compressed"
+
+
+def _compressed_bag(rig, path, fmt, corrupt_index=None):
+    """The rig bag with its left camera as image_transport's compressed topic (JPEG or PNG payloads)."""
+    msgs = []
+    with rb.open_bag(rig["bags"]["mcap"]) as reader:
+        for topic in (rb.LEFT_IMAGE, rb.LEFT_INFO, rb.DEPTH_GT):
+            for i, (stamp, msg) in enumerate(rb.iter_topic(reader, topic)):
+                if topic == rb.LEFT_IMAGE:
+                    msg = rm.compressed_image_msg(rm.msg_to_image(msg), fmt, stamp, rb.LEFT_FRAME)
+                    if i == corrupt_index:
+                        msg.data = msg.data[: len(msg.data) // 3].copy()
+                    msgs.append((COMPRESSED, rm.COMPRESSED_IMAGE, stamp, msg))
+                else:
+                    msgs.append((topic, rb.RIG_TOPICS[topic], stamp, msg))
+    return rb.write_topics_bag(path, sorted(msgs, key=lambda m: m[2]), "mcap")
+
+
+def test_compressed_camera_png_equals_raw_and_jpeg_is_close(rig, kitti_eval, tmp_path):
+    ev = kitti_eval["student"]
+    for fmt in ("png", "jpeg"):
+        bag = _compressed_bag(rig, tmp_path / fmt, fmt)
+        out = tmp_path / f"{fmt}.json"
+        # camera_info is found beside the base topic: .../image_raw/compressed -> .../camera_info
+        assert _bag_eval(rig["student"], bag, "--image-topic", COMPRESSED, "--gt-topic", rb.DEPTH_GT,
+                         "--json", out) == 0  # fmt: skip
+        got = _json(out)
+        assert got["meta"]["camera_info_topic"] == rb.LEFT_INFO
+        assert got["n_images"] == N_FRAMES and got["n_skipped"] == 0
+        if fmt == "png":  # lossless: the same numbers as the raw bag and the KITTI tree
+            for key in SCORED:
+                assert got[key] == ev["dense_" + key], key
+        else:
+            assert got["abs_rel"] == pytest.approx(ev["dense_abs_rel"], rel=0.05)
+
+
+def test_corrupt_compressed_frame_is_skipped_and_counted(rig, tmp_path, capsys):
+    bag = _compressed_bag(rig, tmp_path / "bad", "jpeg", corrupt_index=1)
+    out_bag, out = tmp_path / "out_bag", tmp_path / "m.json"
+    rc = _bag_eval(rig["student"], bag, "--image-topic", COMPRESSED, "--gt-topic", rb.DEPTH_GT,
+                   "--json", out, "--out-bag", out_bag, "--per-frame")  # fmt: skip
+    assert rc == 0
+    got = _json(out)
+    assert (got["n_frames"], got["n_images"], got["n_skipped"]) == (N_FRAMES, N_FRAMES - 1, 1)
+    assert len(got["skipped"]) == 1 and "corrupt compressed image" in got["skipped"][0]["reason"]
+    assert "truncated" in got["skipped"][0]["reason"]
+    printed = capsys.readouterr().out
+    assert "1600000000.100000000  skipped: corrupt compressed image" in printed
+    with rb.open_bag(out_bag) as reader:
+        topics = rb.bag_topics(reader)
+        assert topics[COMPRESSED] == rm.COMPRESSED_IMAGE  # passed through as recorded
+        assert len(list(rb.iter_topic(reader, COMPRESSED))) == N_FRAMES
+        assert len(list(rb.iter_topic(reader, "/depth/image"))) == N_FRAMES - 1

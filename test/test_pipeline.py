@@ -102,7 +102,9 @@ def run_one(pipeline: DepthPipeline, msg, outputs=None):
     pipeline.submit(msg)
     frame = pipeline.slot.take(timeout=0)
     assert frame is not None
-    return pipeline.process(frame, outputs)
+    result = pipeline.process(frame, outputs)
+    pipeline.published(result)  # what the worker does once the node has published it
+    return result
 
 
 # --- encodings in, depth out ---------------------------------------------------------------------
@@ -128,6 +130,22 @@ def test_every_colour_encoding_gives_the_depth_of_its_pixels(rgb, encoding):
     np.testing.assert_allclose(sigma, 0.1 * depth, rtol=1e-6)
     assert (result.stamp_ns, result.frame_id) == (STAMP, "camera_optical")
     assert pipeline.stats.snapshot().frames_out == 1
+
+
+@pytest.mark.parametrize("fmt", ["png", "jpeg"])
+def test_compressed_frames_give_the_depth_of_their_pixels(fmt):
+    y, x = np.mgrid[0:16, 0:24]
+    image = np.stack([x * 10, y * 15, np.full_like(x, 90)], axis=2).astype(np.uint8)  # smooth: JPEG-friendly
+    estimator = StandIn()
+    pipeline = DepthPipeline(estimator, params(use_camera_info=False))
+    result = run_one(pipeline, cdr(rm.compressed_image_msg(image, fmt, STAMP, "cam")))
+    seen = estimator.calls[0][0]
+    if fmt == "png":
+        np.testing.assert_array_equal(seen, image)
+    else:
+        assert np.abs(seen.astype(int) - image.astype(int)).mean() < 2.0
+    np.testing.assert_allclose(result.images["depth"][0], expected_depth(seen), rtol=1e-6)
+    assert (result.stamp_ns, result.frame_id) == (STAMP, "cam")
 
 
 def test_outputs_survive_cdr_with_the_input_header(rgb):
@@ -233,16 +251,20 @@ def bad_messages(rgb):
         data=good.data[:-5].copy(),
     )  # fmt: skip
     depth_in = rm.image_to_msg(np.ones((H, W), np.float32), "32FC1", STAMP, "cam")
+    jpeg = rm.compressed_image_msg(rgb, "jpeg", STAMP, "cam")
+    jpeg.data = jpeg.data[: len(jpeg.data) // 2].copy()
     return {
-        "unsupported encoding": (bayer, "unsupported image encoding 'bayer_rggb8'"),
+        "unsupported encoding": (bayer, "expected a camera image .* got encoding 'bayer_rggb8'"),
         "zero size": (empty, "zero size"),
         "truncated data": (truncated, "data has"),
-        "depth image as input": (depth_in, "expected an RGB uint8 HxWx3"),
+        "depth image as input": (depth_in, "expected a camera image .* got encoding '32FC1'"),
+        "corrupt compressed": (jpeg, "'rgb8; jpeg compressed bgr8' compressed image .* truncated"),
     }
 
 
 @pytest.mark.parametrize(
-    "case", ["unsupported encoding", "zero size", "truncated data", "depth image as input"]
+    "case",
+    ["unsupported encoding", "zero size", "truncated data", "depth image as input", "corrupt compressed"],
 )
 def test_bad_frames_are_per_frame_errors_and_the_pipeline_keeps_going(rgb, case):
     bad, message = bad_messages(rgb)[case]
@@ -301,8 +323,8 @@ def run_one_array(pipeline, rgb):
 
 def test_camera_info_K_reaches_the_estimator_and_is_republished_with_the_image_stamp(rgb):
     estimator = StandIn()
-    pipeline = DepthPipeline(estimator, params())
-    info = camera_info(K_CAM, stamp=STAMP - 1000)  # a slightly different stamp than the image
+    pipeline = DepthPipeline(estimator, params(camera_info_tolerance=2e-6))
+    info = camera_info(K_CAM, stamp=STAMP - 1000)  # 1 µs off the image: within the tolerance
     pipeline.set_camera_info(info)
     result = run_one(pipeline, cdr(rm.image_to_msg(rgb, "rgb8", STAMP, "cam")))
 
@@ -559,6 +581,8 @@ def test_worker_survives_errors_skips_when_nobody_listens_and_reports_publish_fa
     assert "publisher destroyed" in str(errors[1])
     snap = pipeline.stats.snapshot()
     assert (snap.idle_skipped, snap.errors_by_kind) == (1, {"decode": 1, "publish": 1})
+    assert (snap.frames_in, snap.frames_out) == (4, 1)  # a frame whose publishing failed is not "out"
+    assert len(snap.latency_ms) == 4  # one latency sample: the published frame's
 
 
 def test_rate_limiter_spaces_inference_starts():

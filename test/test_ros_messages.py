@@ -334,3 +334,98 @@ def test_transform_rejects_non_rotation():
     T = np.diag([1.0, 1.0, -1.0, 1.0])  # a reflection
     with pytest.raises(ValueError, match="not a rotation"):
         rm.transform_stamped_msg("a", "b", T, 0)
+
+
+# --- sensor_msgs/CompressedImage -------------------------------------------------------------------
+
+
+def smooth_rgb(h: int = 32, w: int = 48) -> np.ndarray:
+    """A smooth colour image (JPEG keeps it within a few levels; channels differ, so a BGR/RGB swap shows)."""
+    y, x = np.mgrid[0:h, 0:w]
+    return np.stack([x * 255 // (w - 1), y * 255 // (h - 1), np.full_like(x, 60)], axis=2).astype(np.uint8)
+
+
+def test_png_round_trip_is_exact_and_rgb_ordered(rgb):
+    msg = cdr(rm.compressed_image_msg(rgb, "png", 1_600_000_000_000_000_007, "cam"))
+    assert msg.__msgtype__ == rm.COMPRESSED_IMAGE and msg.format == "rgb8; png compressed bgr8"
+    assert rm.is_compressed(msg) and rm.compressed_format(msg) == "png"
+    np.testing.assert_array_equal(rm.compressed_to_image(msg), rgb)
+    np.testing.assert_array_equal(rm.msg_to_rgb(msg), rgb)
+    assert rm.stamp_to_ns(msg.header.stamp) == 1_600_000_000_000_000_007
+
+
+def test_jpeg_round_trip_is_close_and_rgb_ordered():
+    image = smooth_rgb()
+    msg = cdr(rm.compressed_image_msg(image, "jpeg", 5, "cam", jpeg_quality=95))
+    out = rm.msg_to_rgb(msg)
+    assert out.shape == image.shape and out.dtype == np.uint8
+    err = np.abs(out.astype(int) - image.astype(int))
+    assert err.mean() < 2.0 and err.max() <= 16
+    swapped = np.abs(out[..., ::-1].astype(int) - image.astype(int)).mean()
+    assert swapped > 30  # channels are in RGB order, not BGR
+
+
+@pytest.mark.parametrize(
+    ("fmt_field", "expected"),
+    [("jpeg", "jpeg"), ("bgr8; jpeg compressed bgr8", "jpeg"), ("JPG", "jpeg"), ("png", "png"),
+     ("mono8; png compressed mono8", "png"), ("", "png")],
+)  # fmt: skip
+def test_format_field_variants(rgb, fmt_field, expected):
+    msg = rm.compressed_image_msg(rgb, expected, 1, "cam")
+    msg.format = fmt_field
+    assert rm.compressed_format(msg) == expected
+    assert rm.msg_to_rgb(cdr(msg)).shape == rgb.shape
+
+
+def test_gray_png_becomes_rgb():
+    import cv2
+
+    gray = np.arange(48, dtype=np.uint8).reshape(6, 8) * 5
+    ok, buf = cv2.imencode(".png", gray)
+    msg = rm.TYPESTORE.types[rm.COMPRESSED_IMAGE](header=rm.make_header(1, "cam"), format="png", data=buf)
+    out = rm.msg_to_rgb(cdr(msg))
+    np.testing.assert_array_equal(out, np.repeat(gray[..., None], 3, axis=2))
+
+
+def corrupt_payloads() -> dict[str, tuple[str, bytes, str]]:
+    jpeg = bytes(rm.compressed_image_msg(smooth_rgb(), "jpeg", 1, "c").data)
+    png = bytes(rm.compressed_image_msg(smooth_rgb(), "png", 1, "c").data)
+    return {
+        "truncated jpeg": ("jpeg", jpeg[: len(jpeg) // 2], "truncated"),
+        "jpeg without its last byte": ("jpeg", jpeg[:-1], "truncated"),
+        "truncated png": ("png", png[: len(png) - 20], "truncated"),
+        "damaged png": ("png", png[:40] + bytes(200) + png[240:], "does not decode"),
+        "empty": ("jpeg", b"", "no data"),
+        "png labelled jpeg": ("jpeg", png, "does not start like one"),
+        "garbage, no format": ("", b"not an image at all", "neither JPEG nor PNG"),
+    }
+
+
+@pytest.mark.parametrize("case", list(corrupt_payloads()))
+def test_corrupt_payloads_are_corrupt_image_errors(case):
+    fmt, data, message = corrupt_payloads()[case]
+    msg = rm.TYPESTORE.types[rm.COMPRESSED_IMAGE](
+        header=rm.make_header(1, "cam"), format=fmt, data=np.frombuffer(data, np.uint8).copy()
+    )
+    with pytest.raises(rm.CorruptImageError, match=message):
+        rm.msg_to_rgb(cdr(msg))
+
+
+def test_depth_and_unknown_compressed_formats_are_wrong_topics_not_corrupt_frames(rgb):
+    msg = rm.compressed_image_msg(rgb, "png", 1, "cam")
+    msg.format = "16UC1; compressedDepth png"
+    with pytest.raises(ValueError, match="compressed_depth_image_transport") as info:
+        rm.msg_to_rgb(msg)
+    assert not isinstance(info.value, rm.CorruptImageError)
+    msg.format = "theora"
+    with pytest.raises(ValueError, match="unsupported CompressedImage format 'theora'"):
+        rm.msg_to_rgb(msg)
+    with pytest.raises(ValueError, match="compressed format must be one of"):
+        rm.compressed_image_msg(rgb, "webp", 1, "cam")
+
+
+def test_msg_to_rgb_rejects_depth_images_and_reads_colour_images(rgb):
+    np.testing.assert_array_equal(rm.msg_to_rgb(cdr(rm.image_to_msg(rgb, "bgr8", 1, "cam"))), rgb)
+    depth = rm.depth_image_msg(np.ones((H, W), np.float32), 1, "cam")
+    with pytest.raises(ValueError, match="expected a camera image .* got encoding '32FC1'"):
+        rm.msg_to_rgb(depth)

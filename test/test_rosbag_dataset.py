@@ -77,10 +77,13 @@ def raw_depth_from_rect(depth_rect: np.ndarray, cal: dict) -> np.ndarray:
 
 def write_bag(out, frames, *, raw: bool = False, depth_encoding: str = "32FC1", storage: str = "mcap",
               tf: bool = True, skip=lambda topic, i: False, right_offset_ns: int = 0, gt_offset_ns: int = 0,
-              left_info_k_zero: bool = False, right_width: int = W, rate_ns: int = PERIOD_NS):
+              left_info_k_zero: bool = False, right_width: int = W, rate_ns: int = PERIOD_NS,
+              compressed: str | None = None, corrupt=lambda topic, i: False):
     """A rig bag like `write_rig_bag`, optionally with raw views and their stereo calibration, 16UC1 depth,
     no /tf_static, dropped messages, right stamps offset, an uncalibrated left camera_info or a narrower
-    right camera. The LiDAR cloud and extrinsic describe the *physical* left camera (raw frame)."""
+    right camera, or CompressedImage views (`compressed` "jpeg"/"png", on `<image topic>/compressed`;
+    `corrupt` truncates chosen payloads). The LiDAR cloud and extrinsic describe the *physical* left camera
+    (raw frame)."""
     R_left = RAW_CAL["left"]["R"] if raw else np.eye(3)
     # X_raw = R_leftᵀ · X_rect, and the rig's LiDAR extrinsic is given in the rectified frame
     T_raw_from_lidar = rigid_transform(R_left.T, np.zeros(3)) @ rb.T_CAMERA_FROM_LIDAR
@@ -107,10 +110,18 @@ def write_bag(out, frames, *, raw: bool = False, depth_encoding: str = "32FC1", 
             infos[0].k[:] = 0.0  # an uncalibrated driver publishes all zeros
         points_rect, _ = backproject_depth(f.lidar_depth, K)
         points_lidar = transform_points(np.linalg.inv(rb.T_CAMERA_FROM_LIDAR), points_rect)
+        def camera(topic, image, tt, frame, i=i):
+            if compressed is None:
+                return topic, rm.IMAGE, tt, rm.image_to_msg(image, "rgb8", tt, frame)
+            msg = rm.compressed_image_msg(image, compressed, tt, frame)
+            if corrupt(topic, i):
+                msg.data = msg.data[: len(msg.data) // 2].copy()
+            return topic + "/compressed", rm.COMPRESSED_IMAGE, tt, msg
+
         frame_msgs = [
-            (rb.LEFT_IMAGE, rm.IMAGE, t, rm.image_to_msg(left, "rgb8", t, rb.LEFT_FRAME)),
+            camera(rb.LEFT_IMAGE, left, t, rb.LEFT_FRAME),
             (rb.LEFT_INFO, rm.CAMERA_INFO, t, infos[0]),
-            (rb.RIGHT_IMAGE, rm.IMAGE, tr, rm.image_to_msg(right, "rgb8", tr, rb.RIGHT_FRAME)),
+            camera(rb.RIGHT_IMAGE, right, tr, rb.RIGHT_FRAME),
             (rb.RIGHT_INFO, rm.CAMERA_INFO, tr, infos[1]),
             (rb.DEPTH_GT, rm.IMAGE, tg, rm.depth_image_msg(depth, tg, rb.LEFT_FRAME, depth_encoding)),
             (rb.LIDAR_POINTS, rm.POINT_CLOUD2, t, rm.depth_to_pointcloud2(points_lidar, t, rb.LIDAR_FRAME)),
@@ -161,6 +172,40 @@ def test_samples_equal_the_rig_frames(tmp_path, frames, storage):
         assert s["baseline"].item() == pytest.approx(B, rel=1e-6)
         assert s["focal"].item() == pytest.approx(K[0, 0], rel=1e-6)
         assert s["has_gt"] is True
+
+
+@pytest.mark.parametrize("fmt", ["png", "jpeg"])
+def test_compressed_views_decode_to_the_rig_frames(tmp_path, frames, fmt):
+    bag = write_bag(tmp_path / fmt, frames, compressed=fmt)
+    ds = RosbagStereoDataset(bag, left_topic=rb.LEFT_IMAGE + "/compressed",
+                             right_topic=rb.RIGHT_IMAGE + "/compressed", gt_topic=rb.DEPTH_GT)
+    assert len(ds) == N
+    assert ds.report["total"]["corrupt_left"] == ds.report["total"]["corrupt_right"] == 0
+    for i, f in enumerate(frames):
+        s = ds[i]
+        np.testing.assert_array_equal(s["depth"][0].numpy(), f.depth)
+        for view in ("left", "right"):
+            got, want = _u8(s[view]).astype(int), getattr(f, view).astype(int)
+            if fmt == "png":
+                np.testing.assert_array_equal(got, want)  # lossless
+            else:
+                assert np.abs(got - want).mean() < 6.0  # JPEG q95 of a textured render
+
+
+def test_a_corrupt_compressed_payload_skips_that_frame_and_is_counted(tmp_path, frames, caplog):
+    bag = write_bag(tmp_path / "bad", frames, compressed="jpeg",
+                    corrupt=lambda topic, i: topic == rb.LEFT_IMAGE and i == 3)
+    with caplog.at_level(logging.WARNING):
+        ds = RosbagStereoDataset(bag, left_topic=rb.LEFT_IMAGE + "/compressed",
+                                 right_topic=rb.RIGHT_IMAGE + "/compressed", gt_topic=rb.DEPTH_GT)
+    t = ds.report["total"]
+    assert (len(ds), t["left"], t["corrupt_left"], t["corrupt_right"], t["unmatched_right"]) == (N - 1, N - 1,
+                                                                                                 1, 0, 1)
+    assert ds.ids == [f"bad@{stamp(i)}" for i in range(N) if i != 3]
+    assert "1 corrupt compressed image(s) skipped" in caplog.text and "truncated" in caplog.text
+    for k, i in enumerate(i for i in range(N) if i != 3):  # the rows after the hole are the right frames
+        np.testing.assert_array_equal(ds[k]["depth"][0].numpy(), frames[i].depth)
+        assert np.abs(_u8(ds[k]["right"]).astype(int) - frames[i].right.astype(int)).mean() < 6.0
 
 
 def test_lidar_gt_from_tf_static_equals_rig_lidar_depth(rig_bag, frames):

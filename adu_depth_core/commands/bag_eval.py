@@ -140,7 +140,10 @@ def _storage_of(bag: Path) -> str:
 
 
 def _default_info_topic(image_topic: str) -> str:
-    return image_topic.rsplit("/", 1)[0] + "/camera_info"
+    """camera_info beside the image's base topic (as image_transport names them:
+    `/cam/image_raw` and `/cam/image_raw/compressed` both -> `/cam/camera_info`)."""
+    base = image_topic.removesuffix("/compressed")
+    return base.rsplit("/", 1)[0] + "/camera_info"
 
 
 class _Stream:
@@ -239,12 +242,17 @@ class BagEvaluation:
             )
         with rb.open_bag(self.bag) as reader:
             topics = rb.bag_topics(reader)
+            # camera topics may carry CompressedImage (image_transport's `.../compressed`)
+            self.image_type = (
+                rm.COMPRESSED_IMAGE if topics.get(args.image_topic) == rm.COMPRESSED_IMAGE else rm.IMAGE
+            )
             required = {
-                args.image_topic: rm.IMAGE,
+                args.image_topic: self.image_type,
                 self.gt_topic: rm.POINT_CLOUD2 if self.lidar else rm.IMAGE,
             }
             if self.right_topic:
-                required[self.right_topic] = rm.IMAGE
+                right_compressed = topics.get(self.right_topic) == rm.COMPRESSED_IMAGE
+                required[self.right_topic] = rm.COMPRESSED_IMAGE if right_compressed else rm.IMAGE
             info_topic = args.camera_info_topic
             if info_topic is not None:
                 required[info_topic] = rm.CAMERA_INFO
@@ -366,6 +374,9 @@ class BagEvaluation:
                 sid = f"{stamp // 1_000_000_000}.{stamp % 1_000_000_000:09d}"
                 try:
                     rgb = rm.msg_to_rgb(msg)
+                except rm.CorruptImageError as exc:  # a damaged compressed frame: skipped and counted
+                    yield msg, None, evaluator.skip(sid, f"corrupt compressed image: {exc}", stamp), None
+                    continue
                 except ValueError as exc:
                     raise ValueError(f"{args.image_topic} {where}: {exc}") from None
                 hw = rgb.shape[:2]
@@ -389,6 +400,10 @@ class BagEvaluation:
                         continue
                     try:
                         right = rm.msg_to_rgb(right_stream.get(self.right_of[i]))
+                    except rm.CorruptImageError as exc:
+                        reason = f"corrupt compressed right image: {exc}"
+                        yield msg, info_msg, evaluator.skip(sid, reason, stamp), calib
+                        continue
                     except ValueError as exc:
                         raise ValueError(f"{self.right_topic} {where}: {exc}") from None
                 sample = EvalSample(sid, rgb, gt, K, right, None, stamp)
@@ -417,7 +432,7 @@ def _output_messages(
                 yield rb.TF_STATIC, rm.TF_MESSAGE, stamp, tf
         first = False
         if passthrough:
-            yield args.image_topic, rm.IMAGE, stamp, msg
+            yield args.image_topic, run.image_type, stamp, msg
             if info_msg is not None and id(info_msg) not in infos_written:
                 infos_written.add(id(info_msg))
                 yield run.info_topic, rm.CAMERA_INFO, stamp, info_msg

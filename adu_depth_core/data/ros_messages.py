@@ -8,6 +8,8 @@ Conventions (docs/ARCHITECTURE.md, REP 117/118):
 - images at the boundary are RGB uint8 HxWx3; `image_to_msg` always takes RGB(A) and stores it in
   the encoding's byte order, `msg_to_image` always gives RGB back;
 - depth is metres: 32FC1 in metres with NaN invalid, 16UC1 in millimetres with 0 invalid;
+- a camera topic carries sensor_msgs/Image or, as image_transport's `compressed` transport publishes
+  it on `<image topic>/compressed`, sensor_msgs/CompressedImage (JPEG or PNG); `msg_to_rgb` reads both;
 - a transform matrix `T_parent_from_child` maps child-frame points into the parent frame, the
   meaning of a `geometry_msgs/TransformStamped` with `header.frame_id = parent`.
 """
@@ -26,6 +28,8 @@ from adu_depth_core.geometry import check_intrinsics, matrix_to_quaternion, quat
 TYPESTORE = get_typestore(Stores.ROS2_JAZZY)
 
 IMAGE = "sensor_msgs/msg/Image"
+COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
+CAMERA_IMAGE_TYPES = (IMAGE, COMPRESSED_IMAGE)  # what a camera image topic may carry
 CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
 POINT_CLOUD2 = "sensor_msgs/msg/PointCloud2"
 TRANSFORM_STAMPED = "geometry_msgs/msg/TransformStamped"
@@ -237,8 +241,12 @@ def msg_to_image(msg: Any) -> np.ndarray:
 
 
 def msg_to_rgb(msg: Any) -> np.ndarray:
-    """Decode a camera Image to RGB uint8 HxWx3; ValueError naming the encoding for a depth or other
-    non-colour image (a 32FC1 depth topic given as the camera topic)."""
+    """Decode a camera message to RGB uint8 HxWx3: an Image in a colour encoding, or a CompressedImage
+    (JPEG/PNG, `compressed_to_image`). ValueError naming the encoding for a depth or other non-colour
+    Image (a 32FC1 depth topic given as the camera topic); `CorruptImageError` for a payload that does
+    not decode."""
+    if is_compressed(msg):
+        return compressed_to_image(msg)
     if str(msg.encoding) not in COLOR_ENCODINGS:
         raise ValueError(
             f"expected a camera image (encoding {', '.join(COLOR_ENCODINGS)}), got encoding "
@@ -255,6 +263,102 @@ def msg_to_depth(msg: Any) -> np.ndarray:
         )
     depth = msg_to_image(msg)
     return np.where(np.isfinite(depth) & (depth > 0), depth, np.float32(0.0)).astype(np.float32)
+
+
+# --- sensor_msgs/CompressedImage ------------------------------------------------------------------
+
+COMPRESSED_FORMATS = ("jpeg", "png")
+_MAGIC = {"jpeg": b"\xff\xd8", "png": b"\x89PNG\r\n\x1a\n"}
+_EXTENSION = {"jpeg": ".jpg", "png": ".png"}
+
+
+class CorruptImageError(ValueError):
+    """A CompressedImage whose payload does not decode (truncated, damaged, empty): a per-frame error,
+    so readers skip and count the frame instead of stopping."""
+
+
+def is_compressed(msg: Any) -> bool:
+    """True for a sensor_msgs/CompressedImage (it has `format` and no `encoding`)."""
+    return hasattr(msg, "format") and not hasattr(msg, "encoding")
+
+
+def compressed_image_msg(
+    rgb: np.ndarray, fmt: str, stamp_ns: int, frame_id: str, *, jpeg_quality: int = 95
+) -> Any:
+    """sensor_msgs/CompressedImage of an RGB uint8 HxWx3 array, as image_transport's compressed
+    publisher writes it: the image is encoded from bgr8 and `format` reads "rgb8; jpeg compressed bgr8"
+    (or "... png compressed bgr8")."""
+    if fmt not in COMPRESSED_FORMATS:
+        raise ValueError(f"compressed format must be one of {list(COMPRESSED_FORMATS)}, got {fmt!r}")
+    a = np.asarray(rgb)
+    if a.ndim != 3 or a.shape[2] != 3 or a.dtype != np.uint8 or a.shape[0] == 0 or a.shape[1] == 0:
+        raise ValueError(
+            f"compressed image: expected a non-empty RGB uint8 HxWx3 array, got {a.dtype} {a.shape}"
+        )
+    params = [int(cv2.IMWRITE_JPEG_QUALITY), int(jpeg_quality)] if fmt == "jpeg" else []
+    ok, buf = cv2.imencode(_EXTENSION[fmt], cv2.cvtColor(np.ascontiguousarray(a), cv2.COLOR_RGB2BGR), params)
+    if not ok:
+        raise ValueError(f"OpenCV could not encode a {a.shape[1]}x{a.shape[0]} image as {fmt}")
+    return _T[COMPRESSED_IMAGE](
+        header=make_header(stamp_ns, frame_id),
+        format=f"rgb8; {fmt} compressed bgr8",
+        data=np.asarray(buf, dtype=np.uint8).reshape(-1).copy(),
+    )
+
+
+def compressed_format(msg: Any) -> str:
+    """ "jpeg" or "png" from a CompressedImage's `format` field ("bgr8; jpeg compressed bgr8", "jpeg",
+    "png", ...; empty: from the payload's magic bytes). ValueError for compressedDepth or other formats."""
+    text = str(msg.format).strip().lower()
+    if "compresseddepth" in text:
+        raise ValueError(
+            f"CompressedImage format {msg.format!r} is compressed_depth_image_transport's depth format, not "
+            "a camera image; subscribe to the colour camera's image/compressed topic"
+        )
+    found = [f for f in COMPRESSED_FORMATS if f in text or (f == "jpeg" and "jpg" in text)]
+    if len(found) == 1:
+        return found[0]
+    if not text:
+        head = bytes(_as_bytes(msg.data)[:8])
+        for fmt, magic in _MAGIC.items():
+            if head.startswith(magic):
+                return fmt
+        raise CorruptImageError(
+            "CompressedImage with an empty format field and a payload that is neither JPEG nor PNG"
+        )
+    raise ValueError(
+        f"unsupported CompressedImage format {msg.format!r}; supported: {', '.join(COMPRESSED_FORMATS)}"
+    )
+
+
+def compressed_to_image(msg: Any) -> np.ndarray:
+    """Decode a CompressedImage (JPEG or PNG, colour or gray) to RGB uint8 HxWx3 with OpenCV.
+
+    `CorruptImageError` when the payload is empty, is not of its declared format, is truncated (a JPEG
+    without its end-of-image marker, a PNG without IEND) or does not decode; ValueError (not corrupt,
+    a wrong topic) for compressedDepth and unknown formats.
+    """
+    fmt = compressed_format(msg)
+    data = _as_bytes(msg.data)
+    if data.size == 0:
+        raise CorruptImageError(f"{fmt} CompressedImage has no data")
+    raw = data.tobytes()
+    if not raw.startswith(_MAGIC[fmt]):
+        raise CorruptImageError(
+            f"CompressedImage says {fmt} but the payload does not start like one "
+            f"(first bytes {raw[:4].hex()})"
+        )
+    # OpenCV decodes some truncated files partially (grey bottom rows), so check the end markers first
+    if fmt == "jpeg" and not raw.rstrip(b"\x00").endswith(b"\xff\xd9"):
+        raise CorruptImageError(
+            f"jpeg CompressedImage of {data.size} bytes is truncated (no end-of-image marker)"
+        )
+    if fmt == "png" and b"IEND" not in raw[-16:]:
+        raise CorruptImageError(f"png CompressedImage of {data.size} bytes is truncated (no IEND chunk)")
+    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    if bgr is None or bgr.ndim != 3 or bgr.size == 0:
+        raise CorruptImageError(f"{fmt} CompressedImage of {data.size} bytes does not decode")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 # --- sensor_msgs/CameraInfo ----------------------------------------------------------------------

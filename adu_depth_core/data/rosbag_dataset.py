@@ -216,8 +216,12 @@ class DecodeSpec:
     def gt_source(self) -> str | None:
         return self.gt_topic or self.lidar_topic
 
-    def topic_types(self) -> dict[str, str]:
-        topics = {self.left_topic: rm.IMAGE, self.right_topic: rm.IMAGE,
+    def topic_types(self, compressed: frozenset[str] = frozenset()) -> dict[str, str]:
+        """topic -> msgtype the bag must have; image topics in `compressed` carry CompressedImage."""
+        def camera(topic: str) -> str:
+            return rm.COMPRESSED_IMAGE if topic in compressed else rm.IMAGE
+
+        topics = {self.left_topic: camera(self.left_topic), self.right_topic: camera(self.right_topic),
                   self.left_info_topic: rm.CAMERA_INFO, self.right_info_topic: rm.CAMERA_INFO}
         if self.gt_topic:
             topics[self.gt_topic] = rm.IMAGE
@@ -288,6 +292,42 @@ class _TopicIndex:
     stamps: list[int]
     frame_id: str
     size: tuple[int, int] | None  # images only
+    ordinals: list[int] | None = None  # bag order of each stamp's message when some were skipped
+    corrupt: int = 0  # CompressedImage payloads that did not decode (skipped)
+
+    def ordinal(self, i: int) -> int:
+        return i if self.ordinals is None else self.ordinals[i]
+
+
+def _index_compressed(reader: Any, topic: str, where: str, size: tuple[int, int]) -> _TopicIndex:
+    """Header stamps of a CompressedImage topic. The size is only known by decoding, so every payload is
+    decoded here once; corrupt ones are skipped (counted, with a warning), never paired."""
+    stamps: list[int] = []
+    ordinals: list[int] = []
+    frame_id = ""
+    corrupt: list[str] = []
+    for ordinal, (stamp, msg) in enumerate(rb.iter_topic(reader, topic)):
+        if not frame_id:
+            frame_id = str(msg.header.frame_id).lstrip("/")
+        try:
+            hw = rm.msg_to_rgb(msg).shape[:2]
+        except rm.CorruptImageError as exc:
+            corrupt.append(f"{stamp} ns: {exc}")
+            continue
+        except ValueError as exc:
+            raise ValueError(f"{where}: {topic} message at {stamp} ns: {exc}") from None
+        if hw != size:
+            raise ValueError(f"{where}: {topic} message at {stamp} ns is {hw[0]}x{hw[1]}, the "
+                             f"camera_info says {size[0]}x{size[1]}")
+        stamps.append(int(stamp))
+        ordinals.append(ordinal)
+    if corrupt:
+        log.warning("%s: %s: %d corrupt compressed image(s) skipped (first: %s)", where, topic, len(corrupt),
+                    corrupt[0])
+    if not stamps:
+        raise ValueError(f"{where}: {topic} has no decodable messages"
+                         + (f" ({len(corrupt)} corrupt, first: {corrupt[0]})" if corrupt else ""))
+    return _TopicIndex(stamps, frame_id, size, ordinals, len(corrupt))
 
 
 def _index_topic(reader: Any, topic: str, where: str, kind: str, size: tuple[int, int] | None) -> _TopicIndex:
@@ -341,7 +381,10 @@ def _decode_bag(path: Path, spec: DecodeSpec, allocate: Any) -> dict[str, Any]:
     dict (stamps, has_gt, K, baseline, size, counts) with the filled arrays under "arrays"."""
     where = str(path)
     with rb.open_bag(path) as reader:
-        rb.require_topics(reader, spec.topic_types())
+        have = rb.bag_topics(reader)
+        compressed = frozenset(t for t in (spec.left_topic, spec.right_topic)
+                               if have.get(t) == rm.COMPRESSED_IMAGE)
+        rb.require_topics(reader, spec.topic_types(compressed))
         # pass 1: calibration and stamps (messages are deserialised as views, images are not decoded)
         left_cal, left_model, left_frame = _read_calibration(reader, spec.left_info_topic, where)
         right_cal, right_model, _ = _read_calibration(reader, spec.right_info_topic, where)
@@ -349,8 +392,9 @@ def _decode_bag(path: Path, spec: DecodeSpec, allocate: Any) -> dict[str, Any]:
                                     distortion_models=(left_model, right_model),
                                     where=f"{where}: {spec.left_info_topic} / {spec.right_info_topic}")
         h, w = rect.size
-        left = _index_topic(reader, spec.left_topic, where, "colour", (h, w))
-        right = _index_topic(reader, spec.right_topic, where, "colour", (h, w))
+        left, right = (_index_compressed(reader, t, where, (h, w)) if t in compressed
+                       else _index_topic(reader, t, where, "colour", (h, w))
+                       for t in (spec.left_topic, spec.right_topic))
         gt = None
         if spec.gt_topic:
             gt = _index_topic(reader, spec.gt_topic, where, "depth", (h, w))
@@ -399,6 +443,8 @@ def _decode_bag(path: Path, spec: DecodeSpec, allocate: Any) -> dict[str, Any]:
                   "unmatched_left": stereo.unmatched_a, "unmatched_right": stereo.unmatched_b,
                   "no_gt": len(stereo.pairs) - len(gt_of) if gt is not None else 0, "unused_gt": unused_gt,
                   "frames": len(rows)}
+        if compressed:
+            counts.update(corrupt_left=left.corrupt, corrupt_right=right.corrupt)
 
         # pass 2: decode, rectify, scale, write row by row
         scale = _Scale(rect.K, (h, w), spec.image_scale)
@@ -408,8 +454,8 @@ def _decode_bag(path: Path, spec: DecodeSpec, allocate: Any) -> dict[str, Any]:
                   "right": allocate("right", (n, oh, ow, 3), np.uint8),
                   "depth": allocate("depth", (n, oh, ow), np.float32)}
         arrays["depth"][...] = 0
-        wanted = {spec.left_topic: {r[1]: k for k, r in enumerate(rows)},
-                  spec.right_topic: {r[2]: k for k, r in enumerate(rows)}}
+        wanted = {spec.left_topic: {left.ordinal(r[1]): k for k, r in enumerate(rows)},
+                  spec.right_topic: {right.ordinal(r[2]): k for k, r in enumerate(rows)}}
         if gt is not None:
             wanted[spec.gt_source] = {r[3]: k for k, r in enumerate(rows) if r[3] >= 0}
         log.info("%s: decoding %d stereo frames (%dx%d -> %dx%d, %s)", where, n, h, w, oh, ow,
@@ -421,9 +467,9 @@ def _decode_bag(path: Path, spec: DecodeSpec, allocate: Any) -> dict[str, Any]:
                     continue
                 try:
                     if topic == spec.left_topic:
-                        arrays["left"][k] = scale.image(rect.image(rm.msg_to_image(msg), "left"))
+                        arrays["left"][k] = scale.image(rect.image(rm.msg_to_rgb(msg), "left"))
                     elif topic == spec.right_topic:
-                        arrays["right"][k] = scale.image(rect.image(rm.msg_to_image(msg), "right"))
+                        arrays["right"][k] = scale.image(rect.image(rm.msg_to_rgb(msg), "right"))
                     elif topic == spec.gt_topic:
                         arrays["depth"][k] = scale.depth(rect.depth(rm.msg_to_depth(msg)))
                     else:
@@ -584,7 +630,9 @@ class RosbagStereoDataset(torch.utils.data.Dataset):
     Args:
         bags: rosbag2 folders (or single .mcap/.db3 files); names must be unique (they prefix sample ids,
             `<bagname>@<left stamp ns>`).
-        left_topic, right_topic: sensor_msgs/Image topics (colour or mono8) of the two cameras.
+        left_topic, right_topic: the two cameras' sensor_msgs/Image topics (colour or mono8), or
+            sensor_msgs/CompressedImage (JPEG/PNG, image_transport's `.../compressed`); a corrupt
+            compressed payload skips that message (counted as `corrupt_left`/`corrupt_right`).
         left_info_topic, right_info_topic: their sensor_msgs/CameraInfo (stereo calibration: K, D, R, P).
         gt_topic: depth image topic (32FC1 metres or 16UC1 mm) registered to the left camera; or
         lidar_topic: PointCloud2 topic projected into the rectified left camera. Give at most one; with
@@ -727,8 +775,8 @@ class RosbagStereoDataset(torch.utils.data.Dataset):
     def _make_report(self, gap_dropped: int) -> dict[str, Any]:
         per_bag = {bag.name: {**bag.counts, "cache": bag.source, "rectified_from_raw": bag.rectified_from_raw}
                    for bag in self._bags}
-        keys = [k for k in self._bags[0].counts]
-        total = {k: sum(bag.counts[k] for bag in self._bags) for k in keys}
+        keys = list(dict.fromkeys(k for bag in self._bags for k in bag.counts))  # corrupt_*: compressed only
+        total = {k: sum(bag.counts.get(k, 0) for bag in self._bags) for k in keys}
         return {"bags": per_bag, "total": total, "split": self.split, "samples": len(self.items),
                 "split_gap_dropped": gap_dropped}
 
@@ -736,14 +784,15 @@ class RosbagStereoDataset(torch.utils.data.Dataset):
         t = self.report["total"]
         sources = [bag.source for bag in self._bags]
         cache = ", ".join(f"{sources.count(s)} {s}" for s in ("hit", "built", "memory") if s in sources)
-        unmatched = t["unmatched_left"] + t["unmatched_right"] + t["no_gt"] + t["unused_gt"]
+        corrupt = t.get("corrupt_left", 0) + t.get("corrupt_right", 0)
+        unmatched = t["unmatched_left"] + t["unmatched_right"] + t["no_gt"] + t["unused_gt"] + corrupt
         level = logging.WARNING if unmatched else logging.INFO
         log.log(level, "rosbag dataset: %d bag(s), split %r: %d of %d frames; left %d, right %d -> %d stereo "
                 "pairs (unmatched: %d left, %d right); GT %s: %d messages, %d pairs without GT, "
-                "%d GT unused; cache: %s",
+                "%d GT unused; %d corrupt compressed images skipped; cache: %s",
                 len(self._bags), self.split, len(self.items), t["frames"], t["left"], t["right"],
                 t["stereo_pairs"], t["unmatched_left"], t["unmatched_right"], self.spec.gt_source or "none",
-                t["gt"], t["no_gt"], t["unused_gt"], cache)
+                t["gt"], t["no_gt"], t["unused_gt"], corrupt, cache)
 
     # -- Dataset -------------------------------------------------------------------------------------
 
