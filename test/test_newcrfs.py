@@ -26,6 +26,7 @@ from adu_depth_core.cli import main as cli_main
 from adu_depth_core.models import ModelConfig, build_student, presets
 from adu_depth_core.models.newcrf import NeWCRFBlock, window_attention_mask, window_partition
 from adu_depth_core.models.newcrfs_compat import NeWCRFsPPM, PadThenRollSwinBlock, use_pad_then_roll
+from adu_depth_core.models.newcrfs_weights import _numpy_globals as newcrfs_numpy_globals
 from adu_depth_core.models.newcrfs_weights import (
     newcrfs_key,
     read_newcrfs_checkpoint,
@@ -82,7 +83,8 @@ def import_cli(src: Path, out: Path, *args: str) -> int:
 def test_imported_checkpoint_reproduces_the_variant_and_is_a_normal_student(tmp_path, tiny_variant):
     model = randomised(tiny_variant)
     src = write_newcrfs_checkpoint(tmp_path / "model_kittieigen.ckpt", model)
-    sd = torch.load(src, weights_only=False)["model"]
+    with torch.serialization.safe_globals(newcrfs_numpy_globals()):  # as NeWCRFs saves: numpy in the dict
+        sd = torch.load(src, weights_only=True)["model"]
     for name in ("module.backbone.layers.0.downsample.reduction.weight", "module.backbone.norm3.weight",
                  "module.decoder.psp_modules.3.1.gn.weight", "module.decoder.bottleneck.bn.running_var",
                  "module.crf0.crf_layer.blocks.1.attn.relative_position_index", "module.crf3.norm_crf.bias",
