@@ -28,8 +28,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from adu_depth_core.checkpoint import atomic_write_bytes
 
 log = logging.getLogger("adu_depth.demo")
@@ -260,11 +258,10 @@ class Demo:
             depth = sgbm_depth(f.left, f.right, f.K[0, 0], f.baseline, max_disparity=96)
             metrics = {}
             for prefix, gt in (("", f.lidar_depth), ("dense_", f.depth)):
-                found = np.where(depth > 0, gt, 0.0)
-                if prefix == "":
-                    matched, total = matched + int((found > 0).sum()), total + int((gt > 0).sum())
-                one = evaluate_image(depth, found, max_depth=80.0)
+                one = evaluate_image(depth, gt, max_depth=80.0, mask=depth > 0)  # where SGBM matched
                 metrics.update({prefix + k: v for k, v in (one or {}).items()})
+            matched += int(((f.lidar_depth > 0) & (depth > 0)).sum())
+            total += int((f.lidar_depth > 0).sum())
             acc.add(metrics, f"seed-{f.seed:07d}")
         result = {**acc.mean(), "coverage": matched / max(total, 1), "n_images": acc.n_images}
         json_out.parent.mkdir(parents=True, exist_ok=True)
