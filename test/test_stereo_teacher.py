@@ -32,9 +32,12 @@ def test_correlation_peaks_at_the_true_disparity():
         correlation_volume(left, right, 40)
 
 
-def test_cost_volume_teacher_keeps_the_feature_contract_and_uses_both_views():
+@pytest.mark.parametrize("reduction", [4, 2])
+def test_cost_volume_teacher_keeps_the_feature_contract_and_uses_both_views(reduction):
     torch.manual_seed(0)
-    concat, cv = build_teacher(ModelConfig(preset="nano", input_size=SIZE)), build_teacher(cv_config())
+    concat = build_teacher(ModelConfig(preset="nano", input_size=SIZE))
+    cv = build_teacher(cv_config(cost_volume_reduction=reduction))
+    assert cv.stereo.num_disp == 48 // reduction  # one candidate per `reduction` input pixels
     assert cv.in_chans == 6 and cv.stereo is not None and concat.stereo is None
     assert (cv.enc_channels, cv.dec_channels) == (concat.enc_channels, concat.dec_channels)
     stereo = torch.rand(2, 6, *SIZE, requires_grad=True)
@@ -54,6 +57,8 @@ def test_cost_volume_disparity_range_must_fit_the_input():
                     max_disparity=192).validate()
     with pytest.raises(ValueError, match="positive multiple of 4"):
         ModelConfig(preset="nano", input_size=SIZE, teacher_fusion="cost_volume", max_disparity=30).validate()
+    with pytest.raises(ValueError, match="cost_volume_reduction must be 2 or 4, got 8"):
+        cv_config(cost_volume_reduction=8).validate()
     with pytest.raises(ValueError, match="teacher_fusion must be 'concat' or 'cost_volume'"):
         ModelConfig(preset="nano", input_size=SIZE, teacher_fusion="late").validate()
     teacher = build_teacher(cv_config())

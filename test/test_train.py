@@ -80,7 +80,8 @@ def batch_loss(trainer: DepthTrainer, batch: dict) -> dict[str, float]:
     try:
         gt = batch["depth"]
         if trainer.stage == "teacher":
-            out = trainer.objective(torch.cat([batch["left"], batch["right"]], 1), gt)
+            stereo = torch.cat([batch["left"], batch["right"]], 1)
+            out = trainer.objective(stereo, gt, batch["focal"], batch["baseline"])
         else:
             t_out = trainer.teacher(torch.cat([batch["left"], batch["right"]], 1))
             out = trainer.objective(batch["left"], gt, t_out, 10**6)
@@ -115,6 +116,20 @@ def test_teacher_training_lowers_the_loss_on_a_fixed_batch(tmp_path):
     assert trainer.iter == 30
     lrs = trainer.optimizer.param_groups[0]["lr"]
     assert lrs == pytest.approx(1e-4, rel=1e-6)  # the poly schedule ends at end_lr
+
+
+def test_photometric_teacher_training_lowers_both_terms(tmp_path):
+    d = tiny(tmp_path, steps=30, data={"augment": {"enabled": False}}, photometric={"weight": 1.0})
+    trainer = DepthTrainer(cfg_of(d))
+    batch = fixed_batch(trainer)
+    before = batch_loss(trainer, batch)
+    trainer.train()
+    after = batch_loss(trainer, batch)
+    assert set(before) == {"silog", "photometric", "smoothness", "total"}
+    expected = before["silog"] + before["photometric"] + 1e-3 * before["smoothness"]
+    assert before["total"] == pytest.approx(expected, rel=1e-5)
+    assert after["photometric"] < before["photometric"], (before, after)
+    assert after["total"] < 0.85 * before["total"], (before, after)
 
 
 def test_student_training_lowers_the_distillation_loss(tmp_path, teacher_ckpt):

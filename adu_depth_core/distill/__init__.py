@@ -13,6 +13,7 @@ from .losses import (
     resize_log_var,
     teacher_valid_mask,
 )
+from .photometric import PhotometricConfig, StereoPhotometricLoss, warp_right_to_left
 from .total import TERMS, DistillationLoss, DistillConfig, ablation_configs
 
 __all__ = [
@@ -23,8 +24,10 @@ __all__ = [
     "DistillationLoss",
     "FeatureDistillLoss",
     "FocalDepthLoss",
+    "PhotometricConfig",
     "ResponseL1Loss",
     "SILogLoss",
+    "StereoPhotometricLoss",
     "UMFLoss",
     "UMRLoss",
     "ablation_configs",
@@ -34,4 +37,5 @@ __all__ = [
     "feature_residual_energy",
     "resize_log_var",
     "teacher_valid_mask",
+    "warp_right_to_left",
 ]

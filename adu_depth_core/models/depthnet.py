@@ -86,7 +86,11 @@ class DepthNet(nn.Module):
             use_pad_then_roll(self.encoder)
         self.enc_channels = list(self.encoder.channels)
         self.dec_channels = list(arch.decoder_dims)
-        self.stereo = CostVolumeFusion(self.enc_channels, config.max_disparity) if cost_volume else None
+        self.stereo = (
+            CostVolumeFusion(self.enc_channels, config.max_disparity, reduction=config.cost_volume_reduction)
+            if cost_volume
+            else None
+        )
         self.ppm = (NeWCRFsPPM if exact else PPM)(self.enc_channels[-1], arch.ppm_channels)
         self.decoder = NeWCRFDecoder(self.enc_channels, arch.decoder_dims, arch.decoder_heads,
                                      top_v_dim=arch.ppm_channels, window=arch.window, mask_padding=not exact)

@@ -145,6 +145,9 @@ class ModelConfig:
             at 1/4 resolution added to the left view's encoder features (`stereo.py`). Ignored by students.
         max_disparity: largest disparity the cost volume searches, in input pixels (multiple of 4); it
             sets the nearest depth the teacher can see: f·B / max_disparity.
+        cost_volume_reduction: the cost volume is built at 1/4 (4) or 1/2 (2) of the input resolution.
+            At 1/4 one candidate disparity is 4 input pixels, coarser than the whole disparity of anything
+            beyond f·B / 4 px (about 25 m on the demo's rig); 1/2 halves that step for a little more compute.
     """
 
     preset: PresetName = "nano"
@@ -157,6 +160,7 @@ class ModelConfig:
     log_var_range: tuple[float, float] = (-10.0, 6.0)
     teacher_fusion: Literal["concat", "cost_volume"] = "concat"
     max_disparity: int = 192
+    cost_volume_reduction: Literal[2, 4] = 4
 
     def validate(self) -> None:
         preset = get_preset(self.preset)
@@ -176,6 +180,10 @@ class ModelConfig:
         if self.teacher_fusion not in ("concat", "cost_volume"):
             raise ValueError(f"model.teacher_fusion must be 'concat' or 'cost_volume', "
                              f"got {self.teacher_fusion!r}")
+        if self.cost_volume_reduction not in (2, 4):
+            raise ValueError(
+                f"model.cost_volume_reduction must be 2 or 4, got {self.cost_volume_reduction!r}"
+            )
         if self.teacher_fusion == "cost_volume":
             check_disparity_range(self.max_disparity, w, "model.input_size")
         if self.drop_path_rate is not None and not 0.0 <= self.drop_path_rate < 1.0:

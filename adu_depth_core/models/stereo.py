@@ -1,18 +1,19 @@
-"""Explicit stereo matching for the teacher: a correlation cost volume at 1/4 resolution, fused into the
-encoder's four feature levels.
+"""Explicit stereo matching for the teacher: a correlation cost volume at 1/4 (or 1/2) resolution, fused
+into the encoder's four feature levels.
 
 Early fusion (left and right stacked on channels) leaves it to the encoder to discover matching; a
 from-scratch network on a small budget mostly does not and learns monocular depth instead. Here matching
 is built in, as in DispNetC / PSMNet / RAFT-Stereo: a small CNN shared by both views gives L2-normalised
-features f_L, f_R at 1/4 resolution, and
+features f_L, f_R at 1/r resolution (r = `reduction`, 4 or 2), and
 
     C[d](y, x) = < f_L(y, x), f_R(y, x − d) >        d = 0 … D − 1   (zero where x − d < 0)
 
-for D = max_disparity / 4 candidate disparities. The volume and f_L go through a few convolutions; the
-result is added to the encoder feature of each level (strided convolutions carry it down to 1/8, 1/16,
-1/32), so the decoder, the depth head and the feature distillation see the same levels and widths as with
-early fusion. Depth is then learned from disparity by the decoder; nothing assumes the rig's focal or
-baseline, so the teacher works for any calibrated rig of the training geometry.
+for D = max_disparity / r candidate disparities. The volume and f_L go through a few convolutions (the first
+of stride 2 when r = 2, so the result is at 1/4 either way); the result is added to the encoder feature of
+each level (strided convolutions carry it down to 1/8, 1/16, 1/32), so the decoder, the depth head and the
+feature distillation see the same levels and widths as with early fusion. Depth is then learned from
+disparity by the decoder; nothing assumes the rig's focal or baseline, so the teacher works for any
+calibrated rig of the training geometry.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from torch.nn import functional as F
 
 __all__ = ["CostVolumeFusion", "correlation_volume"]
 
-REDUCTION = 4  # the cost volume lives at 1/4 of the input resolution
+REDUCTIONS = (2, 4)  # the cost volume lives at 1/2 or 1/4 of the input resolution
+ENCODER_FINEST = 4  # the encoder's finest level, where the volume is injected
 
 
 def correlation_volume(left: torch.Tensor, right: torch.Tensor, num_disp: int) -> torch.Tensor:
@@ -56,20 +58,36 @@ class CostVolumeFusion(nn.Module):
         max_disparity: largest disparity searched, in input pixels (a multiple of 4).
         feat_dim: channels of the matching features.
         width: channels of the aggregated volume.
+        reduction: the volume's resolution, 1/4 (one candidate per 4 input pixels of disparity) or 1/2.
     """
 
-    def __init__(self, enc_channels: list[int], max_disparity: int, feat_dim: int = 24, width: int = 48):
+    def __init__(
+        self,
+        enc_channels: list[int],
+        max_disparity: int,
+        feat_dim: int = 24,
+        width: int = 48,
+        reduction: int = 4,
+    ):
         super().__init__()
-        if max_disparity <= 0 or max_disparity % REDUCTION:
-            raise ValueError(f"max_disparity must be a positive multiple of {REDUCTION}, got {max_disparity}")
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"cost volume reduction must be one of {REDUCTIONS}, got {reduction}")
+        if max_disparity <= 0 or max_disparity % ENCODER_FINEST:
+            raise ValueError(
+                f"max_disparity must be a positive multiple of {ENCODER_FINEST}, got {max_disparity}"
+            )
         self.max_disparity = max_disparity
-        self.num_disp = max_disparity // REDUCTION
+        self.reduction = reduction
+        self.num_disp = max_disparity // reduction
         self.register_buffer("mean", torch.tensor(IMAGENET_DEFAULT_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_DEFAULT_STD).view(1, 3, 1, 1), persistent=False)
-        self.features = nn.Sequential(  # shared by both views; 1/4 resolution
-            _conv(3, 16, 2), _conv(16, 32, 2), _conv(32, 32), nn.Conv2d(32, feat_dim, 1)
+        self.features = nn.Sequential(  # shared by both views; 1/reduction resolution
+            _conv(3, 16, 2), _conv(16, 32, reduction // 2), _conv(32, 32), nn.Conv2d(32, feat_dim, 1)
         )
-        self.aggregate = nn.Sequential(_conv(self.num_disp + feat_dim, width), _conv(width, width))
+        to_quarter = ENCODER_FINEST // reduction  # stride of the first aggregation conv
+        self.aggregate = nn.Sequential(
+            _conv(self.num_disp + feat_dim, width, to_quarter), _conv(width, width)
+        )
         self.down = nn.ModuleList(_conv(width, width, 2) for _ in enc_channels[1:])
         self.inject = nn.ModuleList(nn.Conv2d(width, c, 1) for c in enc_channels)
 
@@ -81,7 +99,7 @@ class CostVolumeFusion(nn.Module):
             enc: the left view's four encoder features, finest first.
         """
         f_l, f_r = (F.normalize(self.features((x - self.mean) / self.std), dim=1) for x in (left, right))
-        volume = correlation_volume(f_l, f_r, self.num_disp)  # B, D, H/4, W/4
+        volume = correlation_volume(f_l, f_r, self.num_disp)  # B, D, H/r, W/r
         g = self.aggregate(torch.cat([volume, f_l], 1))
         fused = []
         for lv, feat in enumerate(enc):

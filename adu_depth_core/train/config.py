@@ -15,7 +15,7 @@ from typing import Literal
 from adu_depth_core.config import from_dict, load_config
 from adu_depth_core.data.synthetic import RigConfig
 from adu_depth_core.data.transforms import check_focal_scale
-from adu_depth_core.distill import DistillConfig
+from adu_depth_core.distill import DistillConfig, PhotometricConfig
 from adu_depth_core.evaluation import EIGEN_KEYS, OFFICIAL_KEYS, UNCERTAINTY_KEYS
 from adu_depth_core.models import ModelConfig
 
@@ -278,6 +278,8 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
+    # teacher stage: stereo photometric self-supervision next to SILog (weight 0 = the paper's teacher)
+    photometric: PhotometricConfig = field(default_factory=PhotometricConfig)
     val: ValConfig = field(default_factory=ValConfig)
     teacher_checkpoint: str | None = None  # student stage: the frozen stereo teacher
     # start the network from this checkpoint's weights (same stage and preset; any input size), e.g. a
@@ -321,6 +323,11 @@ class TrainConfig:
             raise ValueError(
                 "data.unlabeled is for the student stage: the teacher learns from GT only (L_b); set "
                 "data.unlabeled.batch_size=0 for a teacher"
+            )
+        if self.stage == "student" and self.photometric.enabled:
+            raise ValueError(
+                "photometric is a teacher-stage term (the student sees one view); set photometric.weight=0 "
+                "for a student"
             )
         if self.data.kind == "synthetic" and self.data.unlabeled.enabled:
             u = self.data.unlabeled

@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader
 from adu_depth_core.checkpoint import atomic_copy, load_checkpoint, save_checkpoint
 from adu_depth_core.config import to_dict
 from adu_depth_core.data.factory import build_dataset, build_unlabeled_dataset, has_split
-from adu_depth_core.distill import DistillationLoss, SILogLoss
+from adu_depth_core.distill import DistillationLoss, PhotometricConfig, SILogLoss, StereoPhotometricLoss
 from adu_depth_core.evaluation import (
     MetricAccumulator,
     colorize_depth,
@@ -140,17 +140,29 @@ class TrainerBase:
 
 
 class TeacherObjective(nn.Module):
-    """Stereo teacher with L_b (SILog on the sparse GT)."""
+    """Stereo teacher with L_b (SILog on the sparse GT), plus the photometric self-supervision of the
+    left view from the right (`distill/photometric.py`) when `photometric.weight` > 0."""
 
-    def __init__(self, model: DepthNet, silog: SILogLoss):
+    def __init__(self, model: DepthNet, silog: SILogLoss, photometric: PhotometricConfig):
         super().__init__()
         self.model = model
         self.silog = silog
+        self.photometric_cfg = photometric
+        self.photometric = StereoPhotometricLoss(photometric)
 
-    def forward(self, stereo: torch.Tensor, gt: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(
+        self, stereo: torch.Tensor, gt: torch.Tensor, focal: torch.Tensor, baseline: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         out = self.model(stereo)
-        loss = self.silog(out.depth.float(), gt)["silog"]
-        return {"silog": loss, "total": loss}
+        depth = out.depth.float()
+        loss = self.silog(depth, gt)["silog"]
+        terms = {"silog": loss}
+        cfg = self.photometric_cfg
+        if cfg.enabled:
+            left, right = stereo[:, :3].float(), stereo[:, 3:].float()
+            terms.update(self.photometric(depth, left, right, focal, baseline))
+            loss = loss + cfg.weight * (terms["photometric"] + cfg.smoothness * terms["smoothness"])
+        return {**terms, "total": loss}
 
 
 class StudentObjective(nn.Module):
@@ -422,7 +434,7 @@ class DepthTrainer(TrainerBase):
         silog = SILogLoss(cfg.distill.min_depth, cfg.distill.max_depth, cfg.distill.silog_variance_focus)
         self.distill_loss: DistillationLoss | None = None
         if cfg.stage == "teacher":
-            objective: nn.Module = TeacherObjective(self.model, silog)
+            objective: nn.Module = TeacherObjective(self.model, silog, cfg.photometric)
         else:
             assert self.teacher is not None
             self.distill_loss = DistillationLoss(
@@ -663,7 +675,9 @@ class DepthTrainer(TrainerBase):
         with autocast_context(self.device, self.amp):
             if self.stage == "teacher":
                 stereo = model_input(self.model, batch, self.device)
-                losses = self.wrapped(stereo, gt)
+                focal = batch["focal"].to(self.device, non_blocking=True)
+                baseline = batch["baseline"].to(self.device, non_blocking=True)
+                losses = self.wrapped(stereo, gt, focal, baseline)
             else:
                 assert self.teacher is not None and self.distill_loss is not None
                 teacher_out = None
