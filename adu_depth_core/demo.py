@@ -16,6 +16,10 @@ interrupted training from its `last.pt`):
 
 Training frames are rendered in memory from the rig's train seed range (a pure function of the seed, so
 identical to writing them out and reading them back); validation uses the val seeds, tests the test seeds.
+
+Each stage calls the library with typed specs, as the commands do (`data.rig_export`, `train.engine.train`,
+`eval_run`, `runtime.export`, bag-eval's `evaluate_bag`); the report stage gathers what the others wrote
+into a `demo_report.ReportInputs`, which `demo_report` only formats.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from adu_depth_core.checkpoint import atomic_write_bytes
 
@@ -37,6 +41,7 @@ MODELS = ("teacher", "baseline", "student")
 # The demo's test frames: indices 1000+ of the rig's test split (seeds 2001000+), a range that no recipe,
 # budget or ablation choice in this project was ever scored on (those used test indices 0-59).
 TEST_FIRST_INDEX = 1000
+N_PANEL_FRAMES = 3  # test frames in the report's comparison figure
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +56,18 @@ class DemoBudget:
     student_steps: int
     batch_size: int
     val_every: int
+
+    def describe(self, n_test: int | None) -> str:
+        """The budget as report.md states it."""
+        from adu_depth_core.data.synthetic import split_seed
+
+        h, w = self.size
+        return (
+            f"{h}x{w} images, {self.train_frames} training frames (rendered from the rig's\ntrain seeds), "
+            f"{self.val_frames} validation frames, {n_test} held-out test frames (test seeds "
+            f"{split_seed('test', TEST_FIRST_INDEX)}+),\nteacher {self.teacher_steps} steps, each student "
+            f"{self.student_steps} steps, batch {self.batch_size}."
+        )
 
 
 # The teacher (nano + cost volume) gets more steps than the students (ghostnet_nano): it is trained once and
@@ -132,39 +149,20 @@ class Demo:
         log.info("demo finished: open %s", report)
         return report
 
-    @staticmethod
-    def _cli(argv: list[str]) -> None:
-        from adu_depth_core.cli import main
-
-        log.info("  $ adu-depth %s", " ".join(argv))
-        code = main(argv)
-        if code != 0:
-            raise RuntimeError(f"`adu-depth {argv[0]}` failed with exit code {code} (see the message above)")
-
     # --- stages --------------------------------------------------------------------------------------
 
     def stage_data(self) -> None:
+        from adu_depth_core.data.rig_export import RigExport, write_rig_data
+
         b = self.budget
-        for fmt, out in (("kitti", "test_kitti"), ("rosbag", "test_bag")):
+        outputs: dict[Literal["kitti", "rosbag"], str] = {"kitti": "test_kitti", "rosbag": "test_bag"}
+        for fmt, out in outputs.items():
             target = self.path("data", out)
             if target.exists():  # a finished writer renames into place, so an existing one is complete
                 continue
-            argv = [
-                "synth",
-                "--out",
-                str(target),
-                "--format",
-                fmt,
-                "--frames",
-                str(b.test_frames),
-                "--size",
-                self.size_arg,
-                "--seed",
-                str(TEST_FIRST_INDEX),
-                "--split",
-                "test",
-            ]
-            self._cli(argv + (["--none-every", "0"] if fmt == "kitti" else []))
+            # the vehicle rig (RigExport's default); every KITTI frame has GT (none_every=0)
+            spec = RigExport(target, fmt, b.test_frames, b.size, TEST_FIRST_INDEX, "test", none_every=0)
+            write_rig_data(spec)
 
     def _train(self, name: str, recipe: str, extra: list[str]) -> None:
         from adu_depth_core.config import apply_overrides, from_dict, read_yaml
@@ -218,25 +216,26 @@ class Demo:
             [f"teacher_checkpoint={self.checkpoint('teacher')}", "distill.mode=baseline"],
         )
 
+    @staticmethod
+    def _scoring(model: Path, vis: Path | None = None):
+        """The demo scores every network on the whole image (no crop), on the CPU backends."""
+        from adu_depth_core.eval_run import ScoringSpec
+
+        backend = "torch" if model.suffix == ".pt" else "onnxruntime"
+        return ScoringSpec(model, backend=backend, crop="none", save_vis=vis, max_vis=4)
+
+    def _test_kitti(self):
+        from adu_depth_core.data.factory import EvalDataSpec
+
+        return EvalDataSpec("kitti", root=self.path("data", "test_kitti"))
+
     def _eval(self, model: Path, json_out: Path, vis: Path | None) -> None:
-        argv = [
-            "eval",
-            "--model",
-            str(model),
-            "--dataset",
-            "kitti",
-            "--data-path",
-            str(self.path("data", "test_kitti")),
-            "--crop",
-            "none",
-            "--backend",
-            "torch" if model.suffix == ".pt" else "onnxruntime",
-            "--json",
-            str(json_out),
-        ]
-        if vis is not None:
-            argv += ["--save-vis", str(vis), "--max-vis", "4"]
-        self._cli(argv)
+        from adu_depth_core.eval_run import EvalSpec, evaluate_dataset, write_result_json
+
+        result = evaluate_dataset(EvalSpec(self._scoring(model, vis), self._test_kitti()))
+        write_result_json(json_out, result)
+        log.info("  %s: AbsRel %.4f on %d images -> %s", model.name, result.summary()["abs_rel"],
+                 result.n_images, json_out)  # fmt: skip
 
     def stage_evaluate(self) -> None:
         for name in MODELS:
@@ -268,49 +267,83 @@ class Demo:
         atomic_write_bytes(json_out, json.dumps(result, indent=2).encode())
 
     def stage_export(self) -> None:
-        self._cli(
-            [
-                "export",
-                "--model",
-                str(self.checkpoint("student")),
-                "--onnx",
-                str(self.path("student.onnx")),
-                "--size",
-                self.size_arg,
-            ]
-        )
+        from adu_depth_core.runtime.export import export_onnx
+
+        onnx = export_onnx(self.checkpoint("student"), self.path("student.onnx"), size=self.budget.size)
+        log.info("  wrote %s (checked against PyTorch in ONNX Runtime)", onnx)
 
     def stage_bag_eval(self) -> None:
+        # the bag-eval library still lives with its command (commands/bag_eval.py) until the bag reader
+        # moves to data/ (issue 15, item 4); the demo calls its typed entry point, not the command line
+        from adu_depth_core.commands.bag_eval import BagEvalSpec, evaluate_bag
+        from adu_depth_core.eval_run import write_result_json
+
         onnx = self.path("student.onnx")
         out_bag = self.path("bag_eval", "student_depth_bag")
         if out_bag.exists():  # written atomically by a previous, interrupted run of this stage
             import shutil
 
             shutil.rmtree(out_bag)
-        self._cli(
-            [
-                "bag-eval",
-                "--model",
-                str(onnx),
-                "--backend",
-                "onnxruntime",
-                "--bag",
-                str(self.path("data", "test_bag")),
-                "--image-topic",
-                "/camera/left/image_raw",
-                "--lidar-topic",
-                "/lidar/points",
-                "--crop",
-                "none",
-                "--out-bag",
-                str(out_bag),
-                "--json",
-                str(self.path("bag_eval", "bag_eval.json")),
-            ]
+        spec = BagEvalSpec(
+            self._scoring(onnx),
+            bag=self.path("data", "test_bag"),
+            image_topic="/camera/left/image_raw",
+            lidar_topic="/lidar/points",
+            out_bag=out_bag,
         )
+        result, extra = evaluate_bag(spec)
+        write_result_json(self.path("bag_eval", "bag_eval.json"), result, extra)
         self._eval(onnx, self.path("bag_eval", "dataset_eval_onnx.json"), None)
 
     def stage_report(self) -> None:
-        from adu_depth_core.demo_report import write_report
+        from adu_depth_core.demo_report import ReportInputs, write_report
 
-        write_report(self)
+        def load(*parts: str) -> dict[str, Any]:
+            return json.loads(self.path(*parts).read_text())
+
+        results = {m: load("eval", f"{m}.json") for m in MODELS}
+        sgbm = self.path("eval", "sgbm.json")
+        inputs = ReportInputs(
+            workdir=self.dir,
+            budget=self.budget.describe(results["student"].get("n_images")),
+            image_size=self.budget.size,
+            results=results,
+            sgbm=load("eval", "sgbm.json") if sgbm.is_file() else None,
+            bag=load("bag_eval", "bag_eval.json"),
+            bag_dataset=load("bag_eval", "dataset_eval_onnx.json"),
+            bag_topics=self._bag_topics(self.path("bag_eval", "student_depth_bag")),
+            training_logs={m: self._training_log(m) for m in MODELS},
+            panels=self._panel_frames(),
+            stage_seconds={k: v["seconds"] for k, v in self.state["done"].items()},
+        )
+        write_report(inputs)
+
+    # --- what the report shows ---------------------------------------------------------------------
+
+    def _training_log(self, name: str) -> list[dict[str, Any]]:
+        path = self.path(name, "metrics.jsonl")
+        if not path.is_file():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    @staticmethod
+    def _bag_topics(path: Path) -> list[tuple[str, str, int]]:
+        from adu_depth_core.data import rosbag_io as rb
+
+        with rb.open_bag(path) as reader:
+            return [(c.topic, c.msgtype, c.msgcount) for c in reader.connections]
+
+    def _panel_frames(self) -> list[Any]:
+        """The three networks once more on the first test frames, for the comparison figure."""
+        from adu_depth_core.data.factory import build_eval_dataset
+        from adu_depth_core.demo_report import PanelFrame
+        from adu_depth_core.evaluate import dataset_samples, load_predictor
+
+        predictors = {m: load_predictor(self.checkpoint(m), "torch") for m in MODELS}
+        dataset = build_eval_dataset(self._test_kitti(), needs_right=True)
+        frames = []
+        for sample in dataset_samples(dataset, limit=N_PANEL_FRAMES):
+            out = {name: p.predict(sample.image, sample.K, sample.right) for name, p in predictors.items()}
+            depths = {name: depth for name, (depth, _) in out.items()}
+            frames.append(PanelFrame(sample.image, sample.gt, sample.gt_dense, depths, out["student"][1]))
+        return frames

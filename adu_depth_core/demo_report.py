@@ -1,34 +1,52 @@
 """The demo's report: `report.md` with the tables, comparison panels and training curves.
 
-Reads only what the earlier stages wrote (eval JSON, metrics.jsonl, checkpoints, the test KITTI tree and the
-output bag); the panels run the three checkpoints once more on a few test frames.
+It only formats what the demo hands it (`ReportInputs`: the stages' evaluation JSON, training logs, the
+output bag's topics and the networks' predictions on a few test frames); it reads and runs nothing.
 """
 
 from __future__ import annotations
 
-import json
 import platform
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from adu_depth_core.checkpoint import atomic_write_bytes
-from adu_depth_core.data.synthetic import split_seed
-from adu_depth_core.demo import TEST_FIRST_INDEX
 from adu_depth_core.sysinfo import cpu_name
-
-if TYPE_CHECKING:
-    from adu_depth_core.demo import Demo
 
 LABELS = {"teacher": "Teacher (stereo)", "baseline": "Baseline student", "student": "ADU-Depth student"}
 COMPARED = ("abs_rel", "sq_rel", "rmse", "rmse_log", "d1", "d2", "d3", "ause_abs_rel", "aurg_abs_rel")
-N_PANEL_FRAMES = 3
 
 
-def _load(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text())
+@dataclass(frozen=True)
+class PanelFrame:
+    """One test frame of the comparison figure: the input, its GT and each network's depth (`LABELS` keys)."""
+
+    image: np.ndarray
+    gt: np.ndarray | None  # sparse, LiDAR-like
+    gt_dense: np.ndarray | None
+    depths: dict[str, np.ndarray]
+    sigma: np.ndarray | None  # the distilled student's
+
+
+@dataclass(frozen=True)
+class ReportInputs:
+    """Everything report.md shows, gathered by the demo's stages."""
+
+    workdir: Path  # report.md and figures/ are written here
+    budget: str  # the budget in words (`DemoBudget.describe`)
+    image_size: tuple[int, int]
+    results: dict[str, dict[str, Any]]  # eval JSON per network (`LABELS` keys)
+    sgbm: dict[str, Any] | None  # OpenCV SGBM on the same frames
+    bag: dict[str, Any]  # bag-eval JSON of the ONNX student
+    bag_dataset: dict[str, Any]  # eval JSON of the same ONNX student on the KITTI tree
+    bag_topics: list[tuple[str, str, int]]  # the output bag's (topic, msgtype, messages)
+    training_logs: dict[str, list[dict[str, Any]]]  # metrics.jsonl records per network
+    panels: list[PanelFrame]
+    stage_seconds: dict[str, float]
 
 
 def _verdict(results: dict[str, dict[str, Any]], prefix: str) -> list[str]:
@@ -73,9 +91,7 @@ def _table(results: dict[str, dict[str, Any]], prefix: str, sgbm: dict[str, Any]
     return format_table(rows, protocol="eigen", crop="none", caption=caption)
 
 
-def _bag_comparison(demo: Demo) -> tuple[str, float]:
-    bag = _load(demo.path("bag_eval", "bag_eval.json"))
-    ds = _load(demo.path("bag_eval", "dataset_eval_onnx.json"))
+def _bag_comparison(bag: dict[str, Any], ds: dict[str, Any]) -> tuple[str, float]:
     keys = ("abs_rel", "sq_rel", "rmse", "rmse_log", "d1", "ause_abs_rel")
     lines = ["| source | frames | " + " | ".join(keys) + " |", "|---|---|" + "---|" * len(keys)]
     for name, r in (("bag-eval (rosbag2, LiDAR GT via /tf_static)", bag), ("eval (KITTI tree)", ds)):
@@ -85,14 +101,7 @@ def _bag_comparison(demo: Demo) -> tuple[str, float]:
     return "\n".join(lines), diff
 
 
-def _bag_topics(path: Path) -> list[str]:
-    from adu_depth_core.data import rosbag_io as rb
-
-    with rb.open_bag(path) as reader:
-        return [f"`{c.topic}` ({c.msgtype}, {c.msgcount} msgs)" for c in reader.connections]
-
-
-def _curves(demo: Demo, out: Path) -> None:
+def _curves(logs: dict[str, list[dict[str, Any]]], out: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -100,10 +109,7 @@ def _curves(demo: Demo, out: Path) -> None:
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
     for name in ("teacher", "baseline", "student"):
-        path = demo.path(name, "metrics.jsonl")
-        if not path.is_file():
-            continue
-        records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        records = logs.get(name, [])
         train = [
             (r["step"], r["loss/silog"]) for r in records if r.get("kind") == "train" and "loss/silog" in r
         ]
@@ -129,59 +135,38 @@ def _curves(demo: Demo, out: Path) -> None:
     atomic_write_bytes(out, buf.getvalue())
 
 
-def _panels(demo: Demo, out: Path) -> None:
+def _panels(frames: list[PanelFrame], out: Path) -> None:
     """Rows of input | GT | teacher | baseline | student | σ | student error, like the paper's Figs. 2-3."""
-    from adu_depth_core.commands.eval import build_eval_dataset
-    from adu_depth_core.evaluate import dataset_samples, load_predictor
     from adu_depth_core.evaluation import visualize as vis
 
-    class _Args:  # the eval command's dataset arguments for the demo's KITTI tree
-        dataset = "kitti"
-        data_path = str(demo.path("data", "test_kitti"))
-        gt_path = split = raw_path = None
-
-    predictors = {m: load_predictor(demo.checkpoint(m), "torch") for m in ("teacher", "baseline", "student")}
-    dataset = build_eval_dataset(_Args(), needs_right=True)
     rows = []
-    for sample in dataset_samples(dataset, limit=N_PANEL_FRAMES):
-        depths = {}
-        sigma = None
-        for name, p in predictors.items():
-            d, s = p.predict(sample.image, sample.K, sample.right)
-            depths[name] = d
-            if name == "student":
-                sigma = s
-        gt = sample.gt_dense if sample.gt_dense is not None else sample.gt
+    for f in frames:
+        gt = f.gt_dense if f.gt_dense is not None else f.gt
         top = float(np.nanmax(gt)) if gt is not None and np.any(gt > 0) else 80.0
-        tiles = [("input", sample.image), ("GT (dense)", vis.colorize_depth(gt, max_depth=top))]
-        tiles += [(LABELS[n], vis.colorize_depth(d, max_depth=top)) for n, d in depths.items()]
-        tiles.append(("student sigma", vis.colorize_uncertainty(sigma)))
-        tiles.append(("student error (LiDAR GT)", vis.error_map(depths["student"], sample.gt)))
+        tiles = [("input", f.image), ("GT (dense)", vis.colorize_depth(gt, max_depth=top))]
+        tiles += [(LABELS[n], vis.colorize_depth(d, max_depth=top)) for n, d in f.depths.items()]
+        tiles.append(("student sigma", vis.colorize_uncertainty(f.sigma)))
+        tiles.append(("student error (LiDAR GT)", vis.error_map(f.depths["student"], f.gt)))
         rows.append(vis.make_panel(tiles, columns=len(tiles)))
     vis.save_png(out, np.concatenate(rows, axis=0))
 
 
-def write_report(demo: Demo) -> Path:
-    results = {m: _load(demo.path("eval", f"{m}.json")) for m in ("teacher", "baseline", "student")}
-    sgbm_path = demo.path("eval", "sgbm.json")
-    sgbm = _load(sgbm_path) if sgbm_path.is_file() else None
-    figures = demo.path("figures")
+def write_report(inputs: ReportInputs) -> Path:
+    """Write `report.md` and its figures into `inputs.workdir`; returns the report's path."""
+    results, sgbm = inputs.results, inputs.sgbm
+    figures = inputs.workdir / "figures"
     figures.mkdir(exist_ok=True)
-    _panels(demo, figures / "comparison.png")
-    _curves(demo, figures / "training_curves.png")
-    bag_table, bag_diff = _bag_comparison(demo)
-    b = demo.budget
-    done = demo.state["done"]
-    total = sum(v["seconds"] for v in done.values())
-    n_test = results["student"].get("n_images")
-    first_seed = split_seed("test", TEST_FIRST_INDEX)
-    stage_rows = "\n".join(f"| {k} | {v['seconds']:.0f} |" for k, v in done.items())
+    _panels(inputs.panels, figures / "comparison.png")
+    _curves(inputs.training_logs, figures / "training_curves.png")
+    bag_table, bag_diff = _bag_comparison(inputs.bag, inputs.bag_dataset)
+    total = sum(inputs.stage_seconds.values())
+    stage_rows = "\n".join(f"| {k} | {v:.0f} |" for k, v in inputs.stage_seconds.items())
+    topics = [f"`{t}` ({msgtype}, {n} msgs)" for t, msgtype, n in inputs.bag_topics]
+    size = f"{inputs.image_size[0]}x{inputs.image_size[1]}"
     text = f"""# ADU-Depth demo report
 
 Generated {time.strftime("%Y-%m-%d %H:%M")} on {cpu_name()} ({platform.machine()}), CPU only.
-Budget: {b.size[0]}x{b.size[1]} images, {b.train_frames} training frames (rendered from the rig's
-train seeds), {b.val_frames} validation frames, {n_test} held-out test frames (test seeds {first_seed}+),
-teacher {b.teacher_steps} steps, each student {b.student_steps} steps, batch {b.batch_size}. The teacher sees
+Budget: {inputs.budget} The teacher sees
 left+right and matches them in a correlation cost volume (`teacher_fusion: cost_volume`); both students
 see only the left image and have the same network (`ghostnet_nano`) and budget; the distilled student adds
 the ADU-Depth losses (Eq. 9) from the frozen teacher, also on unlabeled stereo frames (`data.unlabeled`),
@@ -213,7 +198,7 @@ and the student's error on the LiDAR-like GT (KITTI devkit colours: blue correct
 
 ## Deployment path: ONNX and rosbag replay
 
-`student.onnx` ({demo.size_arg}, normalisation inside, outputs depth and σ in metres) passed the export
+`student.onnx` ({size}, normalisation inside, outputs depth and σ in metres) passed the export
 check against PyTorch in ONNX Runtime (relative error ≤ 1e-4). `bag-eval` ran it on the test rosbag2
 (`data/test_bag`, the same seeds as the KITTI tree) with LiDAR ground truth projected through `/tf_static`:
 
@@ -222,7 +207,7 @@ check against PyTorch in ONNX Runtime (relative error ≤ 1e-4). `bag-eval` ran 
 Largest difference between the two paths: {bag_diff:.2e} (the KITTI tree stores GT as uint16 metres·256,
 rounding each depth by up to 1/512 m; the bag's LiDAR points are float32).
 Output bag `bag_eval/student_depth_bag` (replay it in RViz or Foxglove):
-{chr(10).join("- " + t for t in _bag_topics(demo.path("bag_eval", "student_depth_bag")))}
+{chr(10).join("- " + t for t in topics)}
 
 ## Stage times
 
@@ -235,6 +220,6 @@ Stages before the report: {total:.0f} s. Files: `eval/*.json` (every metric, per
 (per-image panels and sparsification plots), `*/metrics.jsonl` and `*/tb` (TensorBoard), checkpoints
 `teacher/`, `student/`, `baseline/`.
 """
-    path = demo.path("report.md")
+    path = inputs.workdir / "report.md"
     atomic_write_bytes(path, text.encode())
     return path

@@ -380,3 +380,30 @@ def test_drivingstereo_list_paths_must_stay_inside_the_root(tmp_path):
     listing.write_text("../../outside.png\n")
     with pytest.raises(ValueError, match=r"list.txt:1: path '../../outside.png' must be relative"):
         DrivingStereoDataset(root, "test", list_file=listing, mode="eval", crop_size=None)
+
+
+def _without_timings(data):
+    """An eval JSON without what depends on the clock (latencies)."""
+    if isinstance(data, dict):
+        return {k: _without_timings(v) for k, v in data.items() if not k.startswith("latency")}
+    if isinstance(data, list):
+        return [_without_timings(v) for v in data]
+    return data
+
+
+def test_the_command_only_parses_flags_into_the_library_call(models, kitti_tree, tmp_path):
+    """`adu-depth eval` = `evaluate_dataset` on the typed spec of its flags (what the demo calls); the
+    dataset builder finds the split file and the GT root of a `synth` tree by itself."""
+    from adu_depth_core.data.factory import EvalDataSpec, build_eval_dataset
+    from adu_depth_core.eval_run import EvalSpec, ScoringSpec, evaluate_dataset, write_result_json
+
+    data = EvalDataSpec("kitti", root=kitti_tree)
+    dataset = build_eval_dataset(data)
+    assert len(dataset) == N_FRAMES and dataset.gt_path == kitti_tree / "data_depth_annotated"
+    rc = _eval(models["student"], kitti_tree, "--crop", "garg", "--limit", 5, "--json", tmp_path / "cli.json")
+    assert rc == 0
+    spec = EvalSpec(ScoringSpec(models["student"], device="cpu", crop="garg"), data, limit=5)
+    write_result_json(tmp_path / "lib.json", evaluate_dataset(spec))
+    cli, lib = (json.loads((tmp_path / f"{name}.json").read_text()) for name in ("cli", "lib"))
+    assert lib["n_images"] + lib["n_skipped"] == 5
+    assert _without_timings(lib) == _without_timings(cli)

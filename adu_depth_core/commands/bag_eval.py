@@ -29,10 +29,13 @@ import dataclasses
 import logging
 from collections.abc import Iterator
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from adu_depth_core.eval_run import ScoringSpec
 
 HELP = "Evaluate a model on a rosbag2 recording and write an output bag with depth topics"
 
@@ -40,6 +43,40 @@ log = logging.getLogger("adu_depth.bag_eval")
 
 # The depth_node's outputs (relative names, resolved under --out-namespace); the teacher has no σ.
 SIGMA_OUTPUTS = ("uncertainty", "confident", "uncertainty_colorized")
+
+
+@dataclass(frozen=True)
+class BagEvalSpec:
+    """One `bag-eval` run, typed: each field is the flag of the same name (`scoring`: the options shared
+    with `eval`). Exactly one of `gt_topic` / `lidar_topic` is the ground truth."""
+
+    scoring: ScoringSpec
+    bag: Path
+    gt_topic: str | None = None
+    lidar_topic: str | None = None
+    image_topic: str = "/camera/left/image_raw"
+    camera_info_topic: str | None = None
+    right_image_topic: str | None = None
+    tolerance_ms: float = 0.0
+    extrinsic: Path | None = None
+    out_bag: Path | None = None
+    storage: str | None = None
+    sigma_threshold: float = 2.0
+    out_namespace: str = ""
+    no_passthrough: bool = False
+    limit: int | None = None
+
+    def validate(self) -> None:
+        """The checks that need no model: numbers, the input bag, a new output bag."""
+        if (self.gt_topic is None) == (self.lidar_topic is None):
+            raise ValueError("bag-eval needs exactly one of --gt-topic and --lidar-topic")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"--limit must be >= 1, got {self.limit}")
+        self.scoring.validate()
+        if not Path(self.bag).exists():
+            raise FileNotFoundError(f"rosbag not found: {self.bag}")
+        if self.out_bag is not None:
+            _check_out_bag(Path(self.out_bag), Path(self.bag))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -223,7 +260,7 @@ class _Calibrations:
 class BagEvaluation:
     """Pass 1 (stamps, calibration, transforms) at construction; `frames()` streams pass 2."""
 
-    def __init__(self, args: argparse.Namespace, predictor: Any):
+    def __init__(self, args: BagEvalSpec, predictor: Any):
         from adu_depth_core.data import ros_messages as rm
         from adu_depth_core.data import rosbag_io as rb
 
@@ -238,7 +275,8 @@ class BagEvaluation:
         self.right_topic = args.right_image_topic
         if predictor.needs_right and not self.right_topic:
             raise ValueError(
-                f"{args.model} is a stereo teacher: pass --right-image-topic (the right camera's image topic)"
+                f"{args.scoring.model} is a stereo teacher: pass --right-image-topic "
+                "(the right camera's image topic)"
             )
         with rb.open_bag(self.bag) as reader:
             topics = rb.bag_topics(reader)
@@ -411,7 +449,7 @@ class BagEvaluation:
 
 
 def _output_messages(
-    args: argparse.Namespace, run: BagEvaluation, evaluator: Any
+    args: BagEvalSpec, run: BagEvaluation, evaluator: Any
 ) -> Iterator[tuple[str, str, int, Any]]:
     """The output bag's (topic, msgtype, stamp, msg) stream; evaluates the frames as it goes."""
     from adu_depth_core.data import ros_messages as rm
@@ -478,52 +516,59 @@ def _check_out_bag(out: Path, bag: Path) -> None:
     check_output_dir(out, "--out-bag", inputs=[bag])  # not inside the input bag, and creatable
 
 
-def run(args: argparse.Namespace) -> int:
-    from adu_depth_core.commands.eval import check_report_outputs, report
+def evaluate_bag(spec: BagEvalSpec) -> tuple[Any, dict[str, Any]]:
+    """Evaluate `spec.scoring.model` on the bag, writing `spec.out_bag` when set; returns the
+    `EvalResult` and the JSON's bag facts (frames, GT messages, unmatched frames, output bag)."""
     from adu_depth_core.data import rosbag_io as rb
-    from adu_depth_core.evaluate import Evaluator, load_predictor
+    from adu_depth_core.evaluate import Evaluator
 
-    if args.limit is not None and args.limit < 1:
-        raise ValueError(f"--limit must be >= 1, got {args.limit}")
-    if args.max_vis < 0:
-        raise ValueError(f"--max-vis must be >= 0, got {args.max_vis}")
-    bag = Path(args.bag)
-    if not bag.exists():
-        raise FileNotFoundError(f"rosbag not found: {bag}")
-    if args.out_bag is not None:
-        _check_out_bag(Path(args.out_bag), bag)
-    check_report_outputs(args, [args.model, bag, args.extrinsic, args.out_bag])
-    predictor = load_predictor(args.model, args.backend, args.policy, args.device)
-    evaluation = BagEvaluation(args, predictor)
+    spec.validate()
+    s = spec.scoring
+    predictor = s.load_predictor()
+    evaluation = BagEvaluation(spec, predictor)
     meta = {
-        "bag": str(bag),
-        "image_topic": args.image_topic,
+        "bag": str(spec.bag),
+        "image_topic": spec.image_topic,
         "gt_topic": evaluation.gt_topic,
         "gt_source": "lidar" if evaluation.lidar else "depth_image",
         "camera_info_topic": evaluation.info_topic,
         "right_image_topic": evaluation.right_topic,
-        "tolerance_ms": float(args.tolerance_ms),
+        "tolerance_ms": float(spec.tolerance_ms),
     }
     evaluator = Evaluator(
-        predictor,
-        crop=args.crop,
-        min_depth=args.min_depth,
-        max_depth=args.max_depth,
-        median_scaling=args.median_scaling,
-        save_vis_dir=args.save_vis,
-        max_vis=args.max_vis,
-        predict_all=args.out_bag is not None,
-        meta=meta,
+        predictor, predict_all=spec.out_bag is not None, meta=meta, **s.evaluator_options(s.crop)
     )
-    messages = _output_messages(args, evaluation, evaluator)
-    if args.out_bag is not None:
-        storage = args.storage or _storage_of(bag)
-        rb.write_topics_bag(args.out_bag, messages, storage)
-        log.info("wrote %s (%s)", args.out_bag, storage)
+    messages = _output_messages(spec, evaluation, evaluator)
+    if spec.out_bag is not None:
+        storage = spec.storage or _storage_of(Path(spec.bag))
+        rb.write_topics_bag(spec.out_bag, messages, storage)
+        log.info("wrote %s (%s)", spec.out_bag, storage)
     else:
         for _ in messages:
             pass
-    result = evaluator.finish()
+    extra = {
+        "n_frames": evaluation.n_frames,
+        "n_gt_messages": len(evaluation.gt_match.pairs) + evaluation.gt_match.unmatched_b,
+        "n_unmatched_frames": evaluation.gt_match.unmatched_a,
+        "out_bag": None if spec.out_bag is None else str(spec.out_bag),
+    }
+    return evaluator.finish(), extra
+
+
+def bag_eval_spec(args: argparse.Namespace) -> BagEvalSpec:
+    from adu_depth_core.commands.eval import scoring_spec
+
+    fields = {f.name for f in dataclasses.fields(BagEvalSpec)} - {"scoring"}
+    return BagEvalSpec(scoring=scoring_spec(args), **{name: getattr(args, name) for name in fields})
+
+
+def run(args: argparse.Namespace) -> int:
+    from adu_depth_core.commands.eval import check_report_outputs, report
+
+    spec = bag_eval_spec(args)
+    spec.validate()  # the bag and --out-bag before the report outputs, those before the model
+    check_report_outputs(args, [args.model, args.bag, args.extrinsic, args.out_bag])
+    result, extra = evaluate_bag(spec)
     if args.per_frame:
         for r in result.records:
             latency = f"  {r['latency_ms']:.1f} ms" if "latency_ms" in r else ""
@@ -533,11 +578,5 @@ def run(args: argparse.Namespace) -> int:
                 print(
                     f"{r['id']}  abs_rel {r['abs_rel']:.4f}  rmse {r['rmse']:.3f}  d1 {r['d1']:.3f}{latency}"
                 )
-    extra = {
-        "n_frames": evaluation.n_frames,
-        "n_gt_messages": len(evaluation.gt_match.pairs) + evaluation.gt_match.unmatched_b,
-        "n_unmatched_frames": evaluation.gt_match.unmatched_a,
-        "out_bag": None if args.out_bag is None else str(args.out_bag),
-    }
     report(result, args, "eigen", extra)
     return 0

@@ -16,16 +16,16 @@ and writes JSON (docs/EVALUATION.md, "Commands").
 from __future__ import annotations
 
 import argparse
-import json
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
 
+from adu_depth_core.eval_run import PROTOCOLS, EvalSpec, ScoringSpec, evaluate_dataset, write_result_json
 from adu_depth_core.paths import add_overwrite_argument, check_output_dir, check_output_file
 
 HELP = "Evaluate a checkpoint / ONNX / engine on KITTI, DrivingStereo or synthetic data"
 DATASETS = ("kitti", "drivingstereo", "synthetic")
-PROTOCOLS = {"eigen": "eigen", "kitti-official": "official"}
 
 log = logging.getLogger("adu_depth.eval")
 
@@ -120,95 +120,51 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def default_crop(dataset: str, protocol: str) -> str:
-    """KITTI's Eigen protocol as the paper's Table 1 (NeWCRFs: Garg crop on the KB crop); none otherwise."""
-    return "garg_kb" if dataset == "kitti" and protocol == "eigen" else "none"
-
-
-def _kitti(args: argparse.Namespace, needs_right: bool):
-    from adu_depth_core.data.kitti import KittiDepthDataset, parse_split_file
-
-    if args.data_path is None:
-        raise ValueError("--dataset kitti needs --data-path (the KITTI raw-data root)")
-    data = Path(args.data_path)
-    if not data.is_dir():
-        raise FileNotFoundError(f"--data-path is not a folder: {data}")
-    split = args.split
-    if split is None:
-        candidates = sorted((data / "splits").glob("*.txt"))
-        if len(candidates) != 1:
-            found = ", ".join(p.name for p in candidates) or "none"
-            raise ValueError(
-                f"--dataset kitti needs --split FILE (split files in {data / 'splits'}: {found})"
-            )
-        split = candidates[0]
-        log.info("split file: %s", split)
-    gt_path = args.gt_path
-    meta_file = data / "synth_meta.json"
-    if gt_path is None and meta_file.is_file():
-        gt_rel = json.loads(meta_file.read_text()).get("gt_path")
-        if gt_rel:
-            gt_path = data / gt_rel
-            log.info("ground truth: %s (from %s)", gt_path, meta_file)
-    if gt_path is None and any(e.kind == "eigen" and e.gt is not None for e in parse_split_file(split)):
-        raise ValueError(f"{split} names ground-truth files: pass --gt-path (the depth-annotation root)")
-    return KittiDepthDataset(
-        data,
-        gt_path,
-        split,
-        mode="eval",
-        kb_crop=False,
-        crop_size=None,
-        raw_path=args.raw_path,
-        require_right=needs_right,
+def scoring_spec(args: argparse.Namespace) -> ScoringSpec:
+    """The model and scoring flags (`add_model_arguments`, shared with `bag-eval`) as a `ScoringSpec`."""
+    return ScoringSpec(
+        model=Path(args.model),
+        backend=args.backend,
+        policy=args.policy,
+        device=args.device,
+        crop=args.crop,
+        min_depth=args.min_depth,
+        max_depth=args.max_depth,
+        median_scaling=args.median_scaling,
+        save_vis=args.save_vis,
+        max_vis=args.max_vis,
     )
 
 
-def _drivingstereo(args: argparse.Namespace):
-    from adu_depth_core.data.drivingstereo import DrivingStereoDataset
+def _rig(args: argparse.Namespace):
+    from adu_depth_core.config import from_dict, read_yaml, to_dict
+    from adu_depth_core.data.synthetic import RigConfig
 
-    if args.data_path is None:
-        raise ValueError("--dataset drivingstereo needs --data-path (the DrivingStereo root)")
-    root = Path(args.data_path)
-    if not root.is_dir():
-        raise FileNotFoundError(f"--data-path is not a folder: {root}")
-    folder = args.ds_folder
-    if folder is None:
-        present = sorted(p.name[: -len("-left-image")] for p in root.glob("*-left-image") if p.is_dir())
-        folder = "test" if "test" in present or len(present) != 1 else present[0]
-    return DrivingStereoDataset(root, folder, list_file=args.split, mode="eval", crop_size=None)
-
-
-def _synthetic(args: argparse.Namespace):
-    from adu_depth_core.config import from_dict, parse_size, read_yaml, to_dict
-    from adu_depth_core.data.synthetic import RigConfig, SyntheticStereoDataset
-
-    if args.data_path is not None:
-        raise ValueError(
-            "--data-path is not used with --dataset synthetic: frames are rendered (see --frames, --size, "
-            "--synth-split); evaluate a tree written by `adu-depth synth` with --dataset kitti/drivingstereo"
-        )
     data = to_dict(RigConfig.preset(args.rig_preset))
     if args.rig_config:
         data.update(read_yaml(args.rig_config))
-    rig = from_dict(RigConfig, data, prefix="rig")
-    return SyntheticStereoDataset(
-        args.frames,
-        parse_size(args.size),
-        args.synth_split,
+    return from_dict(RigConfig, data, prefix="rig")
+
+
+def eval_spec(args: argparse.Namespace) -> EvalSpec:
+    """The command line as an `EvalSpec` (the rig preset and YAML are resolved into a `RigConfig`)."""
+    from adu_depth_core.config import parse_size
+    from adu_depth_core.data.factory import EvalDataSpec
+
+    data = EvalDataSpec(
+        kind=args.dataset,
+        root=args.data_path,
+        gt_root=args.gt_path,
+        split_file=args.split,
+        raw_root=args.raw_path,
+        folder=args.ds_folder,
+        frames=args.frames,
+        split=args.synth_split,
         first_index=args.first_index,
-        rig=rig,
-        mode="eval",
     )
-
-
-def build_eval_dataset(args: argparse.Namespace, needs_right: bool = False) -> Any:
-    """The dataset of `args.dataset` in eval mode (no augmentation, no crop, full resolution)."""
-    if args.dataset == "kitti":
-        return _kitti(args, needs_right)
-    if args.dataset == "drivingstereo":
-        return _drivingstereo(args)
-    return _synthetic(args)
+    if args.dataset == "synthetic":  # --size and the rig flags mean something only for rendered frames
+        data = dataclasses.replace(data, size=parse_size(args.size), rig=_rig(args))
+    return EvalSpec(scoring_spec(args), data, args.protocol, args.flip_tta, args.limit)
 
 
 def check_report_outputs(args: argparse.Namespace, inputs: list[Any]) -> None:
@@ -238,48 +194,18 @@ def report(result: Any, args: argparse.Namespace, protocol: str, extra: dict[str
     else:
         print(f"{result.n_images} images scored, {result.n_skipped} skipped")
     if args.json is not None:
-        from adu_depth_core.checkpoint import atomic_write_bytes
-
-        payload = {**(extra or {}), **result.to_dict()}
-        atomic_write_bytes(args.json, (json.dumps(payload, indent=2) + "\n").encode())
+        write_result_json(args.json, result, extra)
         log.info("wrote %s", args.json)
     if args.save_vis is not None:
         log.info("wrote %d pictures to %s", len(result.vis_paths), args.save_vis)
 
 
 def run(args: argparse.Namespace) -> int:
-    from adu_depth_core.evaluate import dataset_samples, evaluate_samples, load_predictor
-
-    if args.limit is not None and args.limit < 1:
-        raise ValueError(f"--limit must be >= 1, got {args.limit}")
-    if args.max_vis < 0:
-        raise ValueError(f"--max-vis must be >= 0, got {args.max_vis}")
-    protocol = PROTOCOLS[args.protocol]
-    crop = args.crop or default_crop(args.dataset, args.protocol)
+    spec = eval_spec(args)
+    spec.validate()
     check_report_outputs(
         args, [args.model, args.data_path, args.gt_path, args.split, args.raw_path, args.rig_config]
     )
-    predictor = load_predictor(args.model, args.backend, args.policy, args.device)
-    if args.flip_tta and predictor.needs_right:
-        raise ValueError("--flip-tta is not defined for a stereo teacher (mirroring swaps the views)")
-    dataset = build_eval_dataset(args, predictor.needs_right)
-    n = len(dataset) if args.limit is None else min(len(dataset), args.limit)
-    log.info("evaluating %s on %d %s samples (crop %s, protocol %s)", predictor.name, n, args.dataset, crop,
-             args.protocol)  # fmt: skip
-    meta = {"dataset": args.dataset, "protocol": args.protocol, "data_path": str(args.data_path or "")}
-    if args.split is not None:
-        meta["split"] = str(args.split)
-    result = evaluate_samples(
-        predictor,
-        dataset_samples(dataset, args.limit),
-        crop=crop,
-        flip_tta=args.flip_tta,
-        min_depth=args.min_depth,
-        max_depth=args.max_depth,
-        median_scaling=args.median_scaling,
-        save_vis_dir=args.save_vis,
-        max_vis=args.max_vis,
-        meta=meta,
-    )
-    report(result, args, protocol)
+    result = evaluate_dataset(spec)
+    report(result, args, PROTOCOLS[spec.protocol])
     return 0

@@ -2,26 +2,25 @@
 
 Frame i of a run has seed `split_seed(split, seed + i)`, so train/val/test never share a scene and a run
 is reproducible from its command line. Output goes to a temp folder beside `--out` and is renamed into
-place when complete; an `--out` that already holds data is an error.
+place when complete; an `--out` that already holds data is an error. The flags become a
+`data.rig_export.RigExport`; `write_rig_data` does the work.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
-import time
+import dataclasses
 from pathlib import Path
 
 from adu_depth_core.config import apply_overrides, from_dict, parse_size, read_yaml, to_dict
 from adu_depth_core.paths import check_output_dir
 
 HELP = "Render the synthetic stereo rig into KITTI / DrivingStereo / rosbag2 files"
-FORMATS = ("kitti", "drivingstereo", "rosbag")
-
-log = logging.getLogger("adu_depth.synth")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from adu_depth_core.data.rig_export import FORMATS
+
     parser.add_argument("--out", required=True, help="output folder (must not exist or be empty)")
     parser.add_argument("--format", choices=FORMATS, default="kitti", help="file layout (default: kitti)")
     parser.add_argument("--frames", type=int, default=100, help="number of frames (default: 100)")
@@ -72,54 +71,22 @@ def _rig_config(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from adu_depth_core.data.synthetic import SyntheticRig, frames_for_split, split_seed
+    from adu_depth_core.data.rig_export import RigExport, write_rig_data
 
-    size = parse_size(args.size)
-    if args.frames < 1:
-        raise ValueError(f"--frames must be >= 1, got {args.frames}")
-    split_seed(args.split, args.seed)  # both ends of the seed range must lie in the split
-    split_seed(args.split, args.seed + args.frames - 1)
-    out = Path(args.out)
-    inputs = [args.rig_config] if args.rig_config else []
-    check_output_dir(out, "--out", inputs=inputs, can_overwrite=False)  # new or empty, not a file
-    cfg = _rig_config(args)
-    rig = SyntheticRig(cfg, size)
-    meta = {
-        "rig": to_dict(cfg),
-        "size": list(size),
-        "K": rig.K.tolist(),
-        "first_index": args.seed,
-        "command": "adu-depth synth",
-    }
-    frames = frames_for_split(rig, args.split, args.frames, args.seed)
-    t0 = time.perf_counter()
-    if args.format == "kitti":
-        from adu_depth_core.data.kitti import write_kitti_tree
-
-        write_kitti_tree(
-            out, frames, args.split, none_every=args.none_every, official=args.kitti_official, meta=meta
-        )
-    elif args.format == "drivingstereo":
-        from adu_depth_core.data.drivingstereo import write_drivingstereo_tree
-
-        write_drivingstereo_tree(out, frames, args.split, meta=meta)
-    else:
-        from adu_depth_core.data.rosbag_io import write_rig_bag
-
-        if out.exists():  # empty folder: rosbag2 wants to create the bag folder itself
-            out.rmdir()
-        write_rig_bag(out, frames, storage=args.storage, rate_hz=args.rate)
-    dt = time.perf_counter() - t0
-    log.info(
-        "wrote %d %s frames (%dx%d, %s split, seeds %d..%d) to %s in %.1f s",
-        args.frames,
-        args.format,
-        size[0],
-        size[1],
-        args.split,
-        split_seed(args.split, args.seed),
-        split_seed(args.split, args.seed + args.frames - 1),
-        out,
-        dt,
+    spec = RigExport(
+        out=Path(args.out),
+        format=args.format,
+        frames=args.frames,
+        size=parse_size(args.size),
+        first_index=args.seed,
+        split=args.split,
+        storage=args.storage,
+        rate_hz=args.rate,
+        none_every=args.none_every,
+        kitti_official=args.kitti_official,
     )
+    spec.validate()
+    inputs = [args.rig_config] if args.rig_config else []
+    check_output_dir(spec.out, "--out", inputs=inputs, can_overwrite=False)  # new or empty, not a file
+    write_rig_data(dataclasses.replace(spec, rig=_rig_config(args)))
     return 0

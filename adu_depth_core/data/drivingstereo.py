@@ -32,7 +32,7 @@ from adu_depth_core.data.image_io import (
     write_rgb,
 )
 from adu_depth_core.data.kitti import read_calib_txt, stereo_from_calib, write_calib_txt
-from adu_depth_core.data.synthetic import SPLITS
+from adu_depth_core.data.splits import SPLITS
 from adu_depth_core.data.transforms import StereoPipeline, make_sample
 from adu_depth_core.geometry import scale_intrinsics
 from adu_depth_core.paths import confine

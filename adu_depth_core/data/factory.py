@@ -1,21 +1,30 @@
-"""`build_dataset(data_cfg, split)`: a training config's `data` section → a dataset of stereo samples.
+"""Every dataset is built here, from a typed spec of the data layer:
 
-One place maps `DataConfig` (adu_depth_core.train.config) to the dataset classes, so `train`, `ablate`
-and `eval` read data the same way. Training samples get the random crop to the training size and the
-configured augmentation; validation and test samples are never augmented (centre crop to `eval_size`
-when given).
+* `build_dataset(data_cfg, split)`: a training config's `data` section (`data.config.DataConfig`) → the
+  dataset of a split, so `train`, `ablate` and validation read data the same way. Training samples get the
+  random crop to the training size and the configured augmentation; validation and test samples are never
+  augmented (centre crop to `eval_size` when given).
+* `build_eval_dataset(spec)`: the frames `adu-depth eval` (and the demo) scores (`EvalDataSpec`), in eval
+  mode at full camera resolution: no augmentation, no crop.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import logging
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
-if TYPE_CHECKING:  # pragma: no cover - the config module imports this package, not the reverse
+from adu_depth_core.data.config import DataConfig
+from adu_depth_core.data.splits import SPLITS
+from adu_depth_core.data.synthetic import RigConfig
+
+if TYPE_CHECKING:  # pragma: no cover - only the type; the training size is read from it
     from adu_depth_core.models import ModelConfig
-    from adu_depth_core.train.config import DataConfig
 
-SPLITS = ("train", "val", "test")
+log = logging.getLogger(__name__)
 
 
 def _sizes(
@@ -217,8 +226,6 @@ def build_dataset(data_cfg: DataConfig, split: str, model_cfg: ModelConfig | Non
 def build_unlabeled_dataset(data_cfg: DataConfig, model_cfg: ModelConfig | None = None, *, seed: int = 0):
     """The stereo frames of `data_cfg.unlabeled` (augmented like training frames). Their GT, where the
     source has any, is not for use: the trainer zeroes it, so only the distillation terms see them."""
-    import dataclasses
-
     u = data_cfg.unlabeled
     if not u.enabled:
         raise ValueError("data.unlabeled.batch_size is 0: no unlabeled frames are configured")
@@ -230,3 +237,124 @@ def build_unlabeled_dataset(data_cfg: DataConfig, model_cfg: ModelConfig | None 
         rosbag = dataclasses.replace(data_cfg.rosbag, bags=list(u.bags), require_gt=False, train_fraction=1.0)
         return _rosbag(dataclasses.replace(data_cfg, rosbag=rosbag), "train", train_size, eval_size, seed)
     return build_dataset(dataclasses.replace(data_cfg, train_split=u.split), "train", model_cfg, seed=seed)
+
+
+# --------------------------------------------------------------------------------------------------
+# evaluation datasets
+
+EVAL_KINDS = ("kitti", "drivingstereo", "synthetic")
+
+
+@dataclass(frozen=True)
+class EvalDataSpec:
+    """The frames an evaluation scores: the dataset options of `adu-depth eval`, typed.
+
+    * `kitti`: `root` is the raw-data root (an official split: the folder holding depth_selection/),
+      `gt_root` the depth-annotation root (default: the `gt_path` of a `synth` tree's synth_meta.json),
+      `split_file` a split file (default: the only file in `root/splits/`), `raw_root` the raw root of an
+      official split's right views (a stereo teacher);
+    * `drivingstereo`: `root` holds `<folder>-left-image/` etc. (`folder` default: test, or the only one
+      present); `split_file` an optional list of left images;
+    * `synthetic`: `frames` frames of the rig `rig` rendered at `size` from the `split` seed range,
+      starting at index `first_index`; nothing is read, so `root` must be None.
+
+    The fields are the command's flags, and errors name the flags: `--data-path` (root), `--gt-path`,
+    `--split` (split_file), `--raw-path`, `--ds-folder` (folder), `--frames`, `--size`, `--synth-split`,
+    `--first-index`.
+    """
+
+    kind: Literal["kitti", "drivingstereo", "synthetic"]
+    root: Path | None = None
+    gt_root: Path | None = None
+    split_file: Path | None = None
+    raw_root: Path | None = None
+    folder: str | None = None
+    frames: int = 60
+    size: tuple[int, int] = (128, 416)
+    split: str = "test"
+    first_index: int = 0
+    rig: RigConfig = field(default_factory=RigConfig)
+
+
+def _eval_root(spec: EvalDataSpec) -> Path:
+    if spec.root is None:
+        what = "the KITTI raw-data root" if spec.kind == "kitti" else "the DrivingStereo root"
+        raise ValueError(f"--dataset {spec.kind} needs --data-path ({what})")
+    root = Path(spec.root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"--data-path is not a folder: {root}")
+    return root
+
+
+def _eval_kitti(spec: EvalDataSpec, needs_right: bool):
+    from adu_depth_core.data.kitti import KittiDepthDataset, parse_split_file
+
+    data = _eval_root(spec)
+    split = spec.split_file
+    if split is None:
+        candidates = sorted((data / "splits").glob("*.txt"))
+        if len(candidates) != 1:
+            found = ", ".join(p.name for p in candidates) or "none"
+            raise ValueError(
+                f"--dataset kitti needs --split FILE (split files in {data / 'splits'}: {found})"
+            )
+        split = candidates[0]
+        log.info("split file: %s", split)
+    gt_path = spec.gt_root
+    meta_file = data / "synth_meta.json"
+    if gt_path is None and meta_file.is_file():
+        gt_rel = json.loads(meta_file.read_text()).get("gt_path")
+        if gt_rel:
+            gt_path = data / gt_rel
+            log.info("ground truth: %s (from %s)", gt_path, meta_file)
+    if gt_path is None and any(e.kind == "eigen" and e.gt is not None for e in parse_split_file(split)):
+        raise ValueError(f"{split} names ground-truth files: pass --gt-path (the depth-annotation root)")
+    return KittiDepthDataset(
+        data,
+        gt_path,
+        split,
+        mode="eval",
+        kb_crop=False,
+        crop_size=None,
+        raw_path=spec.raw_root,
+        require_right=needs_right,
+    )
+
+
+def _eval_drivingstereo(spec: EvalDataSpec):
+    from adu_depth_core.data.drivingstereo import DrivingStereoDataset
+
+    root = _eval_root(spec)
+    folder = spec.folder
+    if folder is None:
+        present = sorted(p.name[: -len("-left-image")] for p in root.glob("*-left-image") if p.is_dir())
+        folder = "test" if "test" in present or len(present) != 1 else present[0]
+    return DrivingStereoDataset(root, folder, list_file=spec.split_file, mode="eval", crop_size=None)
+
+
+def _eval_synthetic(spec: EvalDataSpec):
+    from adu_depth_core.data.synthetic import SyntheticStereoDataset
+
+    if spec.root is not None:
+        raise ValueError(
+            "--data-path is not used with --dataset synthetic: frames are rendered (see --frames, --size, "
+            "--synth-split); evaluate a tree written by `adu-depth synth` with --dataset kitti/drivingstereo"
+        )
+    return SyntheticStereoDataset(
+        spec.frames, spec.size, spec.split, first_index=spec.first_index, rig=spec.rig, mode="eval"
+    )
+
+
+def build_eval_dataset(spec: EvalDataSpec, needs_right: bool = False) -> Any:
+    """The dataset `spec` describes, in eval mode (no augmentation, no crop, full resolution).
+
+    `needs_right`: the model is a stereo teacher, so every KITTI frame must have its right view.
+    Raises FileNotFoundError for a missing folder and ValueError for a spec that cannot be read.
+    """
+    if spec.kind == "kitti":
+        return _eval_kitti(spec, needs_right)
+    if spec.kind == "drivingstereo":
+        return _eval_drivingstereo(spec)
+    if spec.kind == "synthetic":
+        return _eval_synthetic(spec)
+    raise ValueError(f"unknown evaluation dataset {spec.kind!r}; expected one of {EVAL_KINDS}")

@@ -35,7 +35,7 @@ from adu_depth_core.data.image_io import (
     write_depth_png,
     write_rgb,
 )
-from adu_depth_core.data.synthetic import SPLITS
+from adu_depth_core.data.splits import SPLITS
 from adu_depth_core.data.transforms import StereoPipeline, is_kitti_sized, make_sample
 from adu_depth_core.geometry import check_intrinsics, crop_intrinsics, kb_crop_box
 from adu_depth_core.paths import confine

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from adu_depth_core.config import parse_size
+from adu_depth_core.data.splits import SPLITS
 from adu_depth_core.data.transforms import StereoPipeline, make_sample
 from adu_depth_core.geometry import KITTI_FX, KITTI_WIDTH
 
@@ -38,7 +39,6 @@ KITTI_CX = 609.5593  # KITTI 2011_09_26 P_rect_02 principal point at 1242x375
 KITTI_CY = 172.854
 KITTI_HEIGHT = 375
 
-SPLITS = ("train", "val", "test")
 SPLIT_BLOCK = 1_000_000  # seeds of split s are [s·BLOCK, (s+1)·BLOCK): disjoint by construction
 
 _NEAR = 1e-3  # metres: clip plane for screen-space bounding rectangles
