@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from adu_depth_core.checkpoint import atomic_write_bytes
 from adu_depth_core.data.synthetic import split_seed
 from adu_depth_core.demo import TEST_FIRST_INDEX
+from adu_depth_core.fileio import atomic_write_bytes
 from adu_depth_core.sysinfo import cpu_name
 
 if TYPE_CHECKING:

@@ -11,12 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from adu_depth_core.vocab import check_split
+
 if TYPE_CHECKING:  # pragma: no cover - the config module imports this package, not the reverse
     from adu_depth_core.models import ModelConfig
     from adu_depth_core.train.config import DataConfig
-
-SPLITS = ("train", "val", "test")
-
 
 def _sizes(
     cfg: DataConfig, model_cfg: ModelConfig | None
@@ -177,8 +176,7 @@ BUILDERS = {"synthetic": _synthetic, "kitti": _kitti, "drivingstereo": _drivings
 def has_split(data_cfg: DataConfig, split: str) -> bool:
     """Whether `data_cfg` describes `split` (without reading it): synthetic frames > 0, a KITTI split
     file, or a DrivingStereo split list / folder."""
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    check_split(split)
     if data_cfg.kind == "synthetic":
         return getattr(data_cfg, f"{split}_frames") > 0
     if data_cfg.kind == "rosbag":
@@ -205,8 +203,7 @@ def build_dataset(data_cfg: DataConfig, split: str, model_cfg: ModelConfig | Non
     Raises FileNotFoundError for missing folders / split files and ValueError for a split the config
     does not describe.
     """
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    check_split(split)
     builder = BUILDERS.get(data_cfg.kind)
     if builder is None:
         raise ValueError(f"unknown data.kind {data_cfg.kind!r}; expected one of {sorted(BUILDERS)}")

@@ -17,10 +17,11 @@ from adu_depth_core.data.synthetic import RigConfig
 from adu_depth_core.data.transforms import check_focal_scale
 from adu_depth_core.distill import DistillConfig
 from adu_depth_core.evaluation import EIGEN_KEYS, OFFICIAL_KEYS, UNCERTAINTY_KEYS
+from adu_depth_core.evaluation.crops import CropName
 from adu_depth_core.models import ModelConfig
+from adu_depth_core.vocab import check_split
 
 DATASET_KINDS = ("synthetic", "kitti", "drivingstereo", "rosbag")
-SPLITS = ("train", "val", "test")
 METRIC_KEYS = frozenset(EIGEN_KEYS) | frozenset(OFFICIAL_KEYS) | frozenset(UNCERTAINTY_KEYS)
 
 
@@ -222,9 +223,7 @@ class DataConfig:
                 )
 
     def split_file(self, split: str) -> str | None:
-        if split not in SPLITS:
-            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-        return getattr(self, f"{split}_split")
+        return getattr(self, f"{check_split(split)}_split")
 
 
 @dataclass
@@ -255,7 +254,7 @@ class OptimConfig:
 class ValConfig:
     """How validation (during training) and test evaluation (ablation) compute metrics."""
 
-    crop: Literal["none", "garg", "eigen", "garg_kb", "eigen_kb"] = "none"  # KITTI evaluation crop
+    crop: CropName = "none"  # KITTI evaluation crop
     min_depth: float = 1e-3
     max_depth: float | None = None  # None = model.max_depth
     max_images: int | None = None  # evaluate only the first N validation images
