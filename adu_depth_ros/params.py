@@ -125,7 +125,7 @@ class NodeParams:
             )
 
     def enabled_outputs(self) -> tuple[str, ...]:
-        """Output names (keys of `pipeline.OUTPUTS`) this configuration publishes."""
+        """Output names (keys of `runtime.outputs.OUTPUTS`) this configuration publishes."""
         names = ["depth"]
         if self.use_camera_info:
             names.append("camera_info")

@@ -25,7 +25,6 @@ depth/uncertainty/colorized (bgr8), plus the input image, its camera_info and /t
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -37,10 +36,6 @@ import numpy as np
 HELP = "Evaluate a model on a rosbag2 recording and write an output bag with depth topics"
 
 log = logging.getLogger("adu_depth.bag_eval")
-
-# The depth_node's outputs (relative names, resolved under --out-namespace); the teacher has no σ.
-SIGMA_OUTPUTS = ("uncertainty", "confident", "uncertainty_colorized")
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from adu_depth_core.commands.eval import add_model_arguments
@@ -411,13 +406,13 @@ class BagEvaluation:
 
 
 def _output_messages(
-    args: argparse.Namespace, run: BagEvaluation, evaluator: Any
+    args: argparse.Namespace, run: BagEvaluation, evaluator: Any, settings: Any
 ) -> Iterator[tuple[str, str, int, Any]]:
-    """The output bag's (topic, msgtype, stamp, msg) stream; evaluates the frames as it goes."""
+    """The output bag's (topic, msgtype, stamp, msg) stream; evaluates the frames as it goes. The depth
+    topics are the node's, from the same composer (`runtime.outputs.compose_outputs`)."""
     from adu_depth_core.data import ros_messages as rm
     from adu_depth_core.data import rosbag_io as rb
-    from adu_depth_core.evaluation import colorize_depth, colorize_uncertainty
-    from adu_depth_core.runtime.outputs import OUTPUTS, clean_sigma, confident_depth, to_rep118_depth
+    from adu_depth_core.runtime.outputs import OUTPUTS, compose_outputs
 
     ns = "/" + args.out_namespace.strip("/") if args.out_namespace.strip("/") else ""
     topic = {name: f"{ns}/{spec.topic}" for name, spec in OUTPUTS.items()}
@@ -426,7 +421,6 @@ def _output_messages(
     first = True
     for msg, info_msg, frame, _ in run.frames(evaluator):
         stamp = rm.stamp_to_ns(msg.header.stamp)
-        frame_id = str(msg.header.frame_id)
         if first and passthrough:
             for _, tf in run.tf_messages:
                 yield rb.TF_STATIC, rm.TF_MESSAGE, stamp, tf
@@ -438,34 +432,8 @@ def _output_messages(
                 yield run.info_topic, rm.CAMERA_INFO, stamp, info_msg
         if frame.depth is None:
             continue
-        depth = to_rep118_depth(frame.depth)
-        yield topic["depth"], rm.IMAGE, stamp, rm.image_to_msg(depth, "32FC1", stamp, frame_id)
-        if info_msg is not None:
-            yield (
-                topic["camera_info"],
-                rm.CAMERA_INFO,
-                stamp,
-                dataclasses.replace(info_msg, header=msg.header),
-            )
-        if frame.sigma is not None:
-            sigma = clean_sigma(frame.sigma, depth)
-            yield topic["uncertainty"], rm.IMAGE, stamp, rm.image_to_msg(sigma, "32FC1", stamp, frame_id)
-            confident = confident_depth(depth, sigma, args.sigma_threshold)
-            yield topic["confident"], rm.IMAGE, stamp, rm.image_to_msg(confident, "32FC1", stamp, frame_id)
-        yield (
-            topic["depth_colorized"],
-            rm.IMAGE,
-            stamp,
-            rm.image_to_msg(colorize_depth(depth), "bgr8", stamp, frame_id),
-        )
-        if frame.sigma is not None:
-            colored = colorize_uncertainty(sigma)
-            yield (
-                topic["uncertainty_colorized"],
-                rm.IMAGE,
-                stamp,
-                rm.image_to_msg(colored, "bgr8", stamp, frame_id),
-            )
+        for name, out in compose_outputs(frame.depth, frame.sigma, msg.header, info_msg, settings).items():
+            yield topic[name], rm.CAMERA_INFO if OUTPUTS[name].encoding is None else rm.IMAGE, stamp, out
 
 
 def _check_out_bag(out: Path, bag: Path) -> None:
@@ -482,6 +450,7 @@ def run(args: argparse.Namespace) -> int:
     from adu_depth_core.commands.eval import check_report_outputs, report
     from adu_depth_core.data import rosbag_io as rb
     from adu_depth_core.evaluate import Evaluator, load_predictor
+    from adu_depth_core.runtime.outputs import OutputSettings
 
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit must be >= 1, got {args.limit}")
@@ -493,6 +462,10 @@ def run(args: argparse.Namespace) -> int:
     if args.out_bag is not None:
         _check_out_bag(Path(args.out_bag), bag)
     check_report_outputs(args, [args.model, bag, args.extrinsic, args.out_bag])
+    try:  # the node's defaults for everything but the threshold: per-frame colour range, every output
+        settings = OutputSettings(sigma_threshold=args.sigma_threshold)
+    except ValueError as exc:
+        raise ValueError(f"--sigma-threshold: {exc}") from None
     predictor = load_predictor(args.model, args.backend, args.policy, args.device)
     evaluation = BagEvaluation(args, predictor)
     meta = {
@@ -515,7 +488,7 @@ def run(args: argparse.Namespace) -> int:
         predict_all=args.out_bag is not None,
         meta=meta,
     )
-    messages = _output_messages(args, evaluation, evaluator)
+    messages = _output_messages(args, evaluation, evaluator, settings)
     if args.out_bag is not None:
         storage = args.storage or _storage_of(bag)
         rb.write_topics_bag(args.out_bag, messages, storage)
