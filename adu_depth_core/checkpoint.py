@@ -14,75 +14,17 @@ Layout (every value is a tensor, a plain python container or a primitive, so `we
 
 from __future__ import annotations
 
-import hashlib
 import io
-import os
 import pickle
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from adu_depth_core.paths import naming
+from adu_depth_core.fileio import atomic_write_bytes
 
 FORMAT = "adu_depth/1"
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 STAGES = ("teacher", "student")
-
-
-def _temp_beside(path: Path) -> tuple[int, str]:
-    """A new temp file `.<name>.XXXX.tmp` beside `path`, with the usual permissions (mkstemp gives 0600)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.fchmod(fd, 0o666 & ~_UMASK)
-    return fd, tmp
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write `data` to `path` through a temp file in the same folder and a rename. An OSError (a full
-    disk) names `path` and leaves nothing behind."""
-    path = Path(path)
-    with naming(path, always=True):
-        fd, tmp = _temp_beside(path)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-
-
-def atomic_copy(src: str | Path, dst: str | Path) -> None:
-    """Copy `src` to `dst` through a temp file beside `dst` and a rename (same permissions as
-    `atomic_write_bytes`)."""
-    dst = Path(dst)
-    with naming(dst, always=True):
-        fd, tmp = _temp_beside(dst)
-        os.close(fd)
-        try:
-            shutil.copyfile(src, tmp)
-            os.replace(tmp, dst)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-
-
-def remove_stale_temps(folder: str | Path, names: tuple[str, ...]) -> list[Path]:
-    """Remove the `.<name>.XXXX.tmp` files a killed writer left in `folder` (for each of `names`, which
-    may be globs such as `ckpt_*.pt`); returns what was removed."""
-    removed = []
-    for name in names:
-        for tmp in Path(folder).glob(f".{name}.*.tmp"):
-            if tmp.is_file():
-                tmp.unlink(missing_ok=True)
-                removed.append(tmp)
-    return sorted(removed)
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
@@ -134,11 +76,3 @@ def _what_file_is(path: Path, exc: Exception) -> str:
     if head.startswith(b"PK"):
         return "a zip archive that is not a complete PyTorch file (truncated or corrupt)"
     return f"not a PyTorch file: it starts with bytes {head[:4].hex()} (corrupt or another format)"
-
-
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()

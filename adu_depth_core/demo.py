@@ -32,7 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-from adu_depth_core.checkpoint import atomic_write_bytes
+from adu_depth_core.fileio import atomic_write_bytes
 
 log = logging.getLogger("adu_depth.demo")
 

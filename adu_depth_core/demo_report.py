@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from adu_depth_core.checkpoint import atomic_write_bytes
+from adu_depth_core.fileio import atomic_write_bytes
 from adu_depth_core.sysinfo import cpu_name
 
 LABELS = {"teacher": "Teacher (stereo)", "baseline": "Baseline student", "student": "ADU-Depth student"}

@@ -516,7 +516,7 @@ class EvalResult:
         return json.dumps(self.to_dict(), indent=indent)
 
     def write_json(self, path: str | Path) -> Path:
-        from adu_depth_core.checkpoint import atomic_write_bytes
+        from adu_depth_core.fileio import atomic_write_bytes
 
         path = Path(path)
         atomic_write_bytes(path, (self.to_json() + "\n").encode())

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from adu_depth_core.depth_traits import valid_depth
+
 KITTI_FX = 721.5377
 KITTI_WIDTH = 1242
 KB_CROP_SIZE = (352, 1216)  # KITTI benchmark crop: bottom 352 rows, centred 1216 columns
@@ -46,14 +48,14 @@ def kb_crop_box(height: int, width: int, size: tuple[int, int] = KB_CROP_SIZE) -
     """(top, left, h, w) of the KITTI benchmark crop: bottom `h` rows, horizontally centred `w` columns."""
     h, w = size
     if height < h or width < w:
-        raise ValueError(f"image {height}x{width} is smaller than the KB crop {h}x{w}")
+        raise ValueError(f"image {height}x{width} is smaller than the KB crop: it needs at least {h}x{w}")
     return height - h, (width - w) // 2, h, w
 
 
 def backproject_depth(depth: np.ndarray, K: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """3-D points (N,3) in the camera frame for valid (>0, finite) depth pixels, and their (N,2) uv."""
+    """3-D points (N,3) in the camera frame for valid depth pixels (`valid_depth`), and their (N,2) uv."""
     K = check_intrinsics(K)
-    v, u = np.nonzero(np.isfinite(depth) & (depth > 0))
+    v, u = np.nonzero(valid_depth(depth))
     z = depth[v, u].astype(np.float64)
     x = (u - K[0, 2]) * z / K[0, 0]
     y = (v - K[1, 2]) * z / K[1, 1]

@@ -36,6 +36,7 @@ from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from adu_depth_core.data.ros_messages import SUPPORTED_ENCODINGS, is_compressed, msg_to_rgb
+from adu_depth_core.runtime.outputs import OUTPUTS
 
 from .lazy_input import InputGate
 from .params import NodeParams, check_parameter_names, defaults, descriptions, params_from_values
@@ -44,7 +45,6 @@ from .pipeline import (
     ERROR,
     IMAGE_TOPIC,
     OK,
-    OUTPUTS,
     WARN,
     DepthPipeline,
     DepthResult,
@@ -52,7 +52,6 @@ from .pipeline import (
     HealthMonitor,
     InferenceWorker,
     LogThrottle,
-    image_message_fields,
     input_image_topic,
 )
 from .shutdown import SignalStop, run_cleanup, spin_until_stopped
@@ -245,10 +244,10 @@ class DepthNode(Node):
         return self.pipeline.active_outputs(counts)
 
     def _publish(self, result: DepthResult) -> None:
-        if result.camera_info is not None and "camera_info" in self._pubs:
-            self._pubs["camera_info"].publish(result.camera_info)
-        for name, (image, encoding) in result.images.items():
-            self._pubs[name].publish(_image_msg(image, encoding, result.header))
+        for name, msg in result.messages.items():
+            if OUTPUTS[name].encoding is not None:  # an Image; camera_info is already an rclpy message
+                msg = _image_msg(msg, result.header)
+            self._pubs[name].publish(msg)
         for key, text in result.warnings:
             self._warn_throttled(key, text)
 
@@ -265,14 +264,14 @@ class DepthNode(Node):
         self._worker.stop()
 
 
-def _image_msg(image: Any, encoding: str, header: Any) -> Any:
-    """sensor_msgs/Image of an output array (`pipeline.image_message_fields`), without cv_bridge."""
-    fields = image_message_fields(image, encoding)
+def _image_msg(out: Any, header: Any) -> Any:
+    """rclpy sensor_msgs/Image with the fields of a composed (rosbags) output Image and `header` (the
+    input header, unchanged), without cv_bridge."""
     msg = Image()
     msg.header = header
-    msg.height, msg.width, msg.step = fields["height"], fields["width"], fields["step"]
-    msg.encoding, msg.is_bigendian = encoding, fields["is_bigendian"]
-    msg.data = array.array("B", fields["data"])  # an array.array is taken as is (no per-byte check)
+    msg.height, msg.width, msg.step = int(out.height), int(out.width), int(out.step)
+    msg.encoding, msg.is_bigendian = str(out.encoding), int(out.is_bigendian)
+    msg.data = array.array("B", out.data.tobytes())  # an array.array is taken as is (no per-byte check)
     return msg
 
 

@@ -16,16 +16,13 @@ from typing import Any, Literal
 
 from adu_depth_core.config import from_dict
 from adu_depth_core.evaluation.crops import CROPS
+from adu_depth_core.vocab import BACKENDS, POLICIES, Backend, Policy
 
-BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
-POLICIES = ("resize", "kb_crop")
 RELIABILITIES = ("best_effort", "reliable")
 TRANSPORTS = ("raw", "compressed")
 # parameters every rclpy node has besides its own (rclpy declares them; launch files set use_sim_time)
 BUILTIN_PARAMETERS = frozenset({"use_sim_time", "start_type_description_service"})
 
-Backend = Literal["auto", "tensorrt", "onnxruntime", "torch"]
-Policy = Literal["resize", "kb_crop"]
 Reliability = Literal["best_effort", "reliable"]
 Transport = Literal["raw", "compressed"]
 
@@ -128,7 +125,7 @@ class NodeParams:
             )
 
     def enabled_outputs(self) -> tuple[str, ...]:
-        """Output names (keys of `pipeline.OUTPUTS`) this configuration publishes."""
+        """Output names (keys of `runtime.outputs.OUTPUTS`) this configuration publishes."""
         names = ["depth"]
         if self.use_camera_info:
             names.append("camera_info")
@@ -149,7 +146,7 @@ class EvalParams:
     max_depth: float = field(default=80.0, metadata=_doc("GT pixels farther than this (m) are not evaluated"))
     crop: str = field(
         default="none",
-        metadata=_doc("evaluation crop: none, garg, eigen, garg_kb or eigen_kb (docs/EVALUATION.md)"),
+        metadata=_doc(f"evaluation crop: {', '.join(CROPS[:-1])} or {CROPS[-1]} (docs/EVALUATION.md)"),
     )
     ignore_invalid_prediction: bool = field(
         default=True,

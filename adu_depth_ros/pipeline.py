@@ -6,13 +6,14 @@ Data flow (one camera)::
                                         │ take()                         (counted as a drop)
                                  InferenceWorker thread ── DepthPipeline.process(frame, outputs)
                                         │                     decode → K from camera_info → estimate
-                                        │                     → depth / sigma / confident / colour
-                                        └─ on_result(DepthResult) → the node publishes with frame.header
+                                        │                     → runtime.outputs.compose_outputs
+                                        └─ on_result(DepthResult) → the node publishes its messages
 
 Messages are duck-typed: the same code reads rclpy messages in the node and `rosbags` messages in the
 tests (`header.stamp.sec/nanosec`, `header.frame_id`, CameraInfo `k/p/height/width/binning_x/roi`).
-The outputs follow REP 117/118 and depth_image_proc: 32FC1 metres with NaN where invalid, the input
-header (stamp and frame_id) unchanged, and depth/camera_info = the input camera_info with the image's
+The outputs are built by `adu_depth_core.runtime.outputs.compose_outputs`, the composer `bag-eval`'s
+output bag uses too: REP 117/118 and depth_image_proc conventions, 32FC1 metres with NaN where invalid,
+the input header's stamp and frame_id, and depth/camera_info = the input camera_info with the image's
 header, so `depth_image_proc/point_cloud_xyz` pairs them by exact stamp.
 
 Per-frame problems (bad encoding, a corrupt compressed payload, empty image, camera_info of another
@@ -23,7 +24,6 @@ camera_info is paired with each frame by stamp when the frame is processed (`cam
 
 from __future__ import annotations
 
-import copy
 import math
 import threading
 import time
@@ -35,15 +35,8 @@ from typing import Any, Generic, Protocol, TypeVar
 import numpy as np
 
 from adu_depth_core.data import camera_info as ci
-from adu_depth_core.data.camera_info import scale_camera_info
 from adu_depth_core.data.ros_messages import is_compressed, msg_to_rgb, stamp_to_ns
-from adu_depth_core.evaluation.visualize import colorize_depth, colorize_uncertainty
-from adu_depth_core.runtime.outputs import (
-    OUTPUTS,
-    clean_sigma,
-    confident_depth,
-    to_rep118_depth,
-)
+from adu_depth_core.runtime.outputs import OutputSettings, compose_outputs
 
 from .camera_info_sync import LATEST, NONE, CameraInfoBuffer, latest_fallback_warning
 from .params import NodeParams
@@ -65,37 +58,6 @@ def input_image_topic(base: str, transport: str) -> str:
     if transport == "compressed":
         return base.rstrip("/") + COMPRESSED_SUFFIX
     raise ValueError(f"image transport must be 'raw' or 'compressed', got {transport!r}")
-
-
-def image_message_fields(array: np.ndarray, encoding: str) -> dict[str, Any]:
-    """height, width, encoding, is_bigendian, step and data (bytes) of a sensor_msgs/Image holding
-    `array` exactly as laid out (a bgr8 array in BGR order, 32FC1 float32 metres): what the node
-    publishes, without cv_bridge (whose type codes depend on the OpenCV version)."""
-    a = np.ascontiguousarray(array)
-    if a.ndim not in (2, 3) or a.shape[0] == 0 or a.shape[1] == 0:
-        raise ValueError(f"{encoding} output: expected a non-empty HxW[xC] array, got shape {a.shape}")
-    expected = {
-        "32FC1": (np.float32, 1),
-        "bgr8": (np.uint8, 3),
-        "rgb8": (np.uint8, 3),
-        "mono8": (np.uint8, 1),
-    }
-    if encoding not in expected:
-        raise ValueError(f"output encoding must be one of {sorted(expected)}, got {encoding!r}")
-    dtype, channels = expected[encoding]
-    if a.dtype != dtype or (a.shape[2] if a.ndim == 3 else 1) != channels:
-        raise ValueError(
-            f"{encoding} output: expected {np.dtype(dtype)} with {channels} channel(s), got "
-            f"{a.dtype} {a.shape}"
-        )
-    return {
-        "height": int(a.shape[0]),
-        "width": int(a.shape[1]),
-        "encoding": encoding,
-        "is_bigendian": int(a.dtype.byteorder == ">"),
-        "step": int(a.strides[0]),
-        "data": a.tobytes(),
-    }
 
 
 class Estimator(Protocol):
@@ -368,12 +330,6 @@ def camera_info_geometry(info: Any) -> tuple[np.ndarray, tuple[int, int]]:
         raise FrameError("camera_info", str(exc)) from None
 
 
-def _with_header(info: Any, header: Any) -> Any:
-    out = copy.copy(info)
-    out.header = header
-    return out
-
-
 # --- the pipeline --------------------------------------------------------------------------------
 
 
@@ -391,18 +347,23 @@ class InputFrame:
 
 @dataclass
 class DepthResult:
-    """The outputs for one frame. `images[name] = (array, encoding)` for the requested image outputs;
-    publish each with `header` (the input header, unchanged) and `camera_info` on depth/camera_info."""
+    """The outputs for one frame: `messages[name]` (`compose_outputs`) for the requested outputs, to
+    publish on `OUTPUTS[name].topic`. Images are `ros_messages` (rosbags) messages stamped like the input;
+    the node publishes their fields with `header`, the input header unchanged."""
 
     header: Any
     stamp_ns: int
     frame_id: str
-    images: dict[str, tuple[np.ndarray, str]]
-    camera_info: Any | None
+    messages: dict[str, Any]
     K: np.ndarray | None
     latency_s: float  # arrival -> outputs built
     warnings: list[tuple[str, str]] = field(default_factory=list)  # (throttle key, message)
     received_s: float = 0.0  # arrival (clock s), for the published latency
+
+    @property
+    def camera_info(self) -> Any | None:
+        """depth/camera_info: the input camera_info with the image's header (None when not built)."""
+        return self.messages.get("camera_info")
 
 
 NO_CAMERA_INFO_WARNING = (
@@ -506,9 +467,8 @@ class DepthPipeline:
         return pairing.info
 
     def _process(self, frame: InputFrame, outputs: Collection[str]) -> DepthResult:
-        unknown = set(outputs) - set(OUTPUTS)
-        if unknown:
-            raise ValueError(f"unknown output(s) {sorted(unknown)}; known: {list(OUTPUTS)}")
+        # unknown output names: ValueError before any work
+        settings = OutputSettings(tuple(outputs), self.params.sigma_threshold, self.params.max_depth)
         header = frame.header
         try:
             stamp_ns, frame_id = stamp_to_ns(header.stamp), str(header.frame_id)
@@ -542,34 +502,15 @@ class DepthPipeline:
                 )
 
         depth, sigma = self._estimate(rgb, K, where)
-
-        images: dict[str, tuple[np.ndarray, str]] = {}
-        if "depth" in outputs:
-            images["depth"] = (depth, "32FC1")
-        if "uncertainty" in outputs:
-            images["uncertainty"] = (sigma, "32FC1")
-        if "confident" in outputs:
-            images["confident"] = (confident_depth(depth, sigma, self.params.sigma_threshold), "32FC1")
         try:
-            if "depth_colorized" in outputs:
-                max_depth = self.params.max_depth or None
-                images["depth_colorized"] = (_bgr(colorize_depth(depth, max_depth=max_depth)), "bgr8")
-            if "uncertainty_colorized" in outputs:
-                images["uncertainty_colorized"] = (_bgr(colorize_uncertainty(sigma)), "bgr8")
+            messages = compose_outputs(depth, sigma, header, info, settings)
         except (ValueError, TypeError) as exc:
-            raise FrameError("output", f"{where}: colourising failed: {exc}") from None
-
-        out_info = None
-        if info is not None and "camera_info" in outputs:
-            out_info = _with_header(info, header)
-            if depth.shape != (height, width):  # only if an estimator returns another size than the camera's
-                out_info = scale_camera_info(out_info, depth.shape)
+            raise FrameError("output", f"{where}: building the outputs failed: {exc}") from None
         return DepthResult(
             header=header,
             stamp_ns=stamp_ns,
             frame_id=frame_id,
-            images=images,
-            camera_info=out_info,
+            messages=messages,
             K=K,
             latency_s=self._clock() - frame.received_s,
             warnings=warnings,
@@ -616,15 +557,7 @@ class DepthPipeline:
                 f"{where}: the estimator returned depth {depth.shape} and sigma {sigma.shape}; expected two "
                 "equal non-empty HxW maps",
             )
-        depth = to_rep118_depth(depth)
-        return depth, clean_sigma(sigma, depth)
-
-
-def _bgr(rgb: np.ndarray) -> np.ndarray:
-    rgb = np.asarray(rgb)
-    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
-        raise ValueError(f"colour map must be RGB uint8 HxWx3, got {rgb.dtype} {rgb.shape}")
-    return np.ascontiguousarray(rgb[:, :, ::-1])
+        return depth, sigma
 
 
 # --- inference thread ----------------------------------------------------------------------------

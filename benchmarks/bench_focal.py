@@ -34,7 +34,6 @@ from typing import Any
 
 import numpy as np
 
-from adu_depth_core.checkpoint import atomic_write_bytes
 from adu_depth_core.config import parse_size
 from adu_depth_core.data.synthetic import (
     RigConfig,
@@ -44,6 +43,7 @@ from adu_depth_core.data.synthetic import (
     split_seed,
 )
 from adu_depth_core.evaluation import MetricAccumulator, depth_metrics
+from adu_depth_core.fileio import atomic_write_bytes
 from adu_depth_core.runtime import DepthEstimator
 
 VARIANTS = ("raw", "rescaled")

@@ -26,8 +26,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from adu_depth_core.checkpoint import atomic_write_bytes, save_checkpoint
+from adu_depth_core.checkpoint import save_checkpoint
 from adu_depth_core.config import parse_size, to_dict
+from adu_depth_core.fileio import atomic_write_bytes
 from adu_depth_core.models import ModelConfig, build_student
 from adu_depth_core.runtime import DepthEstimator, TorchBackend, export_onnx, load_student
 from adu_depth_core.sysinfo import cpu_name

@@ -33,8 +33,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from adu_depth_core.checkpoint import atomic_write_bytes, save_checkpoint
+from adu_depth_core.checkpoint import save_checkpoint
 from adu_depth_core.config import parse_size, to_dict
+from adu_depth_core.fileio import atomic_write_bytes
 from adu_depth_core.models import ModelConfig, build_student
 
 FOCAL_PX = 721.5  # KITTI-like at 352x1216

@@ -11,9 +11,10 @@ import torch
 from torch import nn
 
 from adu_depth_core import __version__
-from adu_depth_core.checkpoint import file_sha256, save_checkpoint
+from adu_depth_core.checkpoint import save_checkpoint
 from adu_depth_core.cli import main
 from adu_depth_core.config import to_dict
+from adu_depth_core.fileio import file_sha256
 from adu_depth_core.models import ModelConfig, build_student, build_teacher
 from adu_depth_core.runtime import DepthEstimator, InferenceGraph, export_onnx, load_student, read_onnx_info
 from adu_depth_core.runtime import export as export_module

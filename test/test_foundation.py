@@ -215,3 +215,83 @@ def test_load_checkpoint_says_what_the_file_is(tmp_path):
             checkpoint.load_checkpoint(path)
         text = str(info.value)
         assert what in text and "expected an adu_depth checkpoint" in text and "weights_only" not in text
+
+
+# --- the bottom floor: file I/O, vocabulary, depth validity -------------------------------------------
+
+
+def test_bottom_floor_modules_import_without_torch():
+    """Writers and the shared vocabulary must not pull in torch (18 modules wrote files through the
+    torch-heavy checkpoint module before `fileio` existed)."""
+    modules = "adu_depth_core.fileio, adu_depth_core.vocab, adu_depth_core.depth_traits, adu_depth_ros.params"
+    code = f"import sys, {modules}; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_atomic_writes_leave_the_final_file_or_nothing(tmp_path):
+    from adu_depth_core import fileio
+
+    target = tmp_path / "sub" / "out.json"
+    fileio.atomic_write_bytes(target, b"first")
+    fileio.atomic_write_bytes(target, b"second")
+    assert target.read_bytes() == b"second"
+    assert [p.name for p in target.parent.iterdir()] == ["out.json"]  # no temp file left
+    fileio.atomic_copy(target, tmp_path / "copy.json")
+    assert (tmp_path / "copy.json").read_bytes() == b"second"
+    assert fileio.file_sha256(target) == "16367aacb67a4a017c8da8ab95682ccb390863780f7114dda0a0e0c55644c7c4"
+    stale = tmp_path / ".ckpt_1.pt.abcd.tmp"
+    stale.write_bytes(b"half")
+    assert fileio.remove_stale_temps(tmp_path, ("ckpt_*.pt",)) == [stale] and not stale.exists()
+
+    with pytest.raises(RuntimeError, match="boom"), fileio.atomic_output_dir(tmp_path / "tree") as root:
+        (root / "a.txt").write_text("x")
+        raise RuntimeError("boom")
+    assert not (tmp_path / "tree").exists() and not list(tmp_path.glob(".tree.*"))
+    with fileio.atomic_output_dir(tmp_path / "tree") as root:
+        (root / "a.txt").write_text("x")
+    assert (tmp_path / "tree" / "a.txt").read_text() == "x"
+    with pytest.raises(FileExistsError, match="already holds data"):
+        with fileio.atomic_output_dir(tmp_path / "tree"):
+            pass
+
+
+def test_vocabulary_tuples_are_the_literal_types():
+    from typing import get_args
+
+    from adu_depth_core import vocab
+    from adu_depth_core.evaluation.crops import CROPS, CropName
+    from adu_depth_core.runtime import BACKENDS, POLICIES
+    from adu_depth_ros import params
+
+    assert vocab.SPLITS == get_args(vocab.Split) == ("train", "val", "test")
+    assert BACKENDS is vocab.BACKENDS == params.BACKENDS == ("auto", "tensorrt", "onnxruntime", "torch")
+    assert POLICIES is vocab.POLICIES == params.POLICIES == ("resize", "kb_crop")
+    assert CROPS == get_args(CropName) == ("none", "garg", "eigen", "garg_kb", "eigen_kb")
+    assert vocab.check_split("val") == "val"
+    with pytest.raises(ValueError, match=r"split must be one of \['train', 'val', 'test'\], got 'dev'"):
+        vocab.check_split("dev")
+
+
+def test_depth_traits_say_what_is_valid_and_convert_units():
+    from adu_depth_core.depth_traits import FLOAT_M, TRAITS, UINT16_MM, uint16_png, valid_depth, valid_sigma
+
+    metres = np.array([[1.25, 0.0, -2.0], [np.nan, np.inf, 70.0]], np.float32)
+    valid = np.array([[True, False, False], [False, False, True]])
+    np.testing.assert_array_equal(valid_depth(metres), valid)
+    np.testing.assert_array_equal(FLOAT_M.to_metres(metres), np.where(valid, metres, 0))
+    wire = FLOAT_M.from_metres(metres)
+    assert wire.dtype == np.float32 and wire.flags.c_contiguous
+    np.testing.assert_array_equal(np.isnan(wire), ~valid)
+
+    mm = UINT16_MM.from_metres(metres)
+    assert mm.dtype == np.uint16 and mm.tolist() == [[1250, 0, 0], [0, 0, 0]]  # 70 m > 65.535 m: invalid
+    back = UINT16_MM.to_metres(np.array([[0, 1500, 65535]], np.uint16))
+    assert back.dtype == np.float32 and back.tolist() == [[0.0, 1.5, np.float32(65.535)]]
+    assert TRAITS == {"32FC1": FLOAT_M, "16UC1": UINT16_MM}
+    png = uint16_png(256.0)
+    assert png.from_metres(np.array([[0.0, 2.5]])).tolist() == [[0, 640]]
+    assert png.to_metres(np.array([[0, 640]], np.uint16)).tolist() == [[0.0, 2.5]]
+    np.testing.assert_array_equal(
+        valid_sigma(np.array([0.0, 0.5, -0.1, np.nan, np.inf])), [True, True, False, False, False]
+    )

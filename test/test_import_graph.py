@@ -22,7 +22,8 @@ PACKAGES = ("adu_depth_core", "adu_depth_ros")
 # Floors, bottom up (docs/ARCHITECTURE.md); `adu_depth_ros` sits on floor 3. A module may import its own
 # floor and those below.
 FLOORS = {
-    1: ("config", "checkpoint", "geometry", "sysinfo", "paths", "models", "distill", "evaluation"),
+    0: ("paths", "fileio", "vocab", "depth_traits"),  # torch-free, stdlib (+ numpy): importable anywhere
+    1: ("config", "checkpoint", "geometry", "sysinfo", "models", "distill", "evaluation"),
     2: ("data", "runtime"),
     3: ("train", "evaluate", "eval_run"),
     4: ("demo", "demo_report"),

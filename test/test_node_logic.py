@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 
 from adu_depth_core.data import ros_messages as rm
+from adu_depth_core.evaluation.visualize import colorize_depth
+from adu_depth_core.runtime.outputs import OutputSettings, compose_outputs
 from adu_depth_ros.camera_info_sync import EXACT, LATEST, NEAREST, NONE, CameraInfoBuffer
 from adu_depth_ros.lazy_input import InputGate
 from adu_depth_ros.params import EvalParams, NodeParams, check_parameter_names, params_from_values
@@ -21,7 +23,6 @@ from adu_depth_ros.pipeline import (
     DepthPipeline,
     HealthMonitor,
     PipelineStats,
-    image_message_fields,
     input_image_topic,
 )
 from adu_depth_ros.shutdown import SignalStop, run_cleanup, spin_until_stopped
@@ -260,22 +261,31 @@ def test_without_its_own_camera_info_a_frame_gets_the_latest_with_a_warning():
 # --- output messages without cv_bridge ---------------------------------------------------------------
 
 
-def test_image_message_fields_are_exact_for_depth_and_bgr8():
+def test_composed_messages_are_exact_for_depth_and_bgr8():
+    """What the node copies into rclpy Images (and bag-eval writes): REP 118 float32 bytes, and the BGR
+    bytes of the RGB colour map in a bgr8 image."""
     depth = np.array([[1.5, np.nan], [2.0, 80.0]], np.float32)
-    fields = image_message_fields(depth, "32FC1")
-    msg = rm.TYPESTORE.types[rm.IMAGE](header=rm.make_header(1, "c"), **{
-        **fields, "data": np.frombuffer(fields["data"], np.uint8).copy()})  # fmt: skip
-    assert (msg.height, msg.width, msg.step, msg.is_bigendian) == (2, 2, 8, 0)
-    np.testing.assert_array_equal(rm.msg_to_image(msg), depth)
+    sigma = np.array([[0.5, 0.1], [3.0, np.inf]], np.float32)
+    header = rm.make_header(STAMP, "c")
+    msgs = compose_outputs(depth, sigma, header, None, OutputSettings(max_depth=80.0, sigma_threshold=1.0))
+    assert list(msgs) == ["depth", "uncertainty", "confident", "depth_colorized", "uncertainty_colorized"]
+    out = msgs["depth"]
+    assert (out.height, out.width, out.step, out.is_bigendian, out.encoding) == (2, 2, 8, 0, "32FC1")
+    assert bytes(out.data) == depth.astype("<f4").tobytes()
+    assert rm.stamp_to_ns(out.header.stamp) == STAMP and out.header.frame_id == "c"
+    np.testing.assert_array_equal(rm.msg_to_image(msgs["uncertainty"]), [[0.5, np.nan], [3.0, np.nan]])
+    np.testing.assert_array_equal(rm.msg_to_image(msgs["confident"]), [[1.5, np.nan], [np.nan, np.nan]])
+    colour = msgs["depth_colorized"]
+    assert (colour.step, colour.encoding) == (6, "bgr8")
+    assert bytes(colour.data) == colorize_depth(depth, max_depth=80.0)[:, :, ::-1].tobytes()
 
-    rgb = np.random.default_rng(0).integers(0, 256, (3, 5, 3), dtype=np.uint8)
-    bgr = np.ascontiguousarray(rgb[:, :, ::-1])
-    fields = image_message_fields(bgr, "bgr8")
-    assert fields["step"] == 15 and fields["data"] == bgr.tobytes()
-    msg = rm.TYPESTORE.types[rm.IMAGE](header=rm.make_header(1, "c"), **{
-        **fields, "data": np.frombuffer(fields["data"], np.uint8).copy()})  # fmt: skip
-    np.testing.assert_array_equal(rm.msg_to_image(msg), rgb)  # viewers see the right colours
-    with pytest.raises(ValueError, match="bgr8 output: expected uint8 with 3 channel"):
-        image_message_fields(depth, "bgr8")
-    with pytest.raises(ValueError, match="output encoding must be one of"):
-        image_message_fields(depth, "16UC1")
+    info = rm.camera_info_msg(np.eye(3), 2, 2, 0, "c")
+    teacher = compose_outputs(depth, None, header, info, OutputSettings())
+    assert list(teacher) == ["depth", "camera_info", "depth_colorized"]  # no σ: no σ outputs
+    assert teacher["camera_info"].header is header
+    with pytest.raises(ValueError, match="maps of one size"):
+        compose_outputs(depth, sigma[:1], header, None, OutputSettings())
+    with pytest.raises(ValueError, match=r"unknown output\(s\) \['depth/image'\]"):
+        OutputSettings(outputs=("depth/image",))
+    with pytest.raises(ValueError, match="sigma threshold must be a finite number > 0"):
+        OutputSettings(sigma_threshold=0.0)

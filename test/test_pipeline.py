@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 from adu_depth_core.data import ros_messages as rm
+from adu_depth_core.data.camera_info import scale_camera_info
 from adu_depth_core.evaluation.visualize import colorize_depth, colorize_uncertainty
-from adu_depth_core.runtime.outputs import IMAGE_OUTPUTS, OUTPUTS
+from adu_depth_core.runtime.outputs import IMAGE_OUTPUTS, OUTPUTS, confident_depth
 from adu_depth_ros.params import NodeParams, params_from_values
 from adu_depth_ros.pipeline import (
     ERROR,
@@ -29,8 +30,6 @@ from adu_depth_ros.pipeline import (
     PipelineStats,
     RateLimiter,
     camera_info_geometry,
-    confident_depth,
-    scale_camera_info,
 )
 
 H, W = 6, 8
@@ -88,14 +87,9 @@ def camera_info(K, height=H, width=W, stamp=STAMP, frame_id="cam", **kw):
 K_CAM = np.array([[200.0, 0, 3.5], [0, 210.0, 2.5], [0, 0, 1]])
 
 
-def cv2_to_imgmsg(array: np.ndarray, encoding: str, header):
-    """What the node's `CvBridge().cv2_to_imgmsg(array, encoding, header)` builds: the array's bytes as is."""
-    array = np.ascontiguousarray(array)
-    height, width = array.shape[:2]
-    return T[rm.IMAGE](
-        header=header, height=height, width=width, encoding=encoding, is_bigendian=0,
-        step=array.strides[0], data=array.reshape(-1).view(np.uint8).copy(),
-    )  # fmt: skip
+def pixels(result, name: str) -> np.ndarray:
+    """The pixels of output `name` as a subscriber decodes them (32FC1 metres; bgr8 back to RGB)."""
+    return rm.msg_to_image(cdr(result.messages[name]))
 
 
 def run_one(pipeline: DepthPipeline, msg, outputs=None):
@@ -120,13 +114,14 @@ def test_every_colour_encoding_gives_the_depth_of_its_pixels(rgb, encoding):
 
     result = run_one(pipeline, msg)
 
-    depth, enc = result.images["depth"]
-    assert enc == "32FC1" and depth.dtype == np.float32 and depth.shape == (H, W)
+    assert result.messages["depth"].encoding == "32FC1"
+    depth = pixels(result, "depth")
+    assert depth.dtype == np.float32 and depth.shape == (H, W)
     np.testing.assert_allclose(depth, expected_depth(image), atol=0.5 if lossy else 1e-5)
     if not lossy:  # byte order: a swapped bgr8 would give a different depth
         np.testing.assert_array_equal(estimator.calls[0][0], rgb)
-    sigma, enc = result.images["uncertainty"]
-    assert enc == "32FC1"
+    assert result.messages["uncertainty"].encoding == "32FC1"
+    sigma = pixels(result, "uncertainty")
     np.testing.assert_allclose(sigma, 0.1 * depth, rtol=1e-6)
     assert (result.stamp_ns, result.frame_id) == (STAMP, "camera_optical")
     assert pipeline.stats.snapshot().frames_out == 1
@@ -144,7 +139,7 @@ def test_compressed_frames_give_the_depth_of_their_pixels(fmt):
         np.testing.assert_array_equal(seen, image)
     else:
         assert np.abs(seen.astype(int) - image.astype(int)).mean() < 2.0
-    np.testing.assert_allclose(result.images["depth"][0], expected_depth(seen), rtol=1e-6)
+    np.testing.assert_allclose(pixels(result, "depth"), expected_depth(seen), rtol=1e-6)
     assert (result.stamp_ns, result.frame_id) == (STAMP, "cam")
 
 
@@ -153,34 +148,34 @@ def test_outputs_survive_cdr_with_the_input_header(rgb):
     pipeline = DepthPipeline(StandIn(), params(use_camera_info=False))
     result = run_one(pipeline, msg)
     assert result.header is msg.header  # republished unchanged
-    assert set(result.images) == set(IMAGE_OUTPUTS)
-    for name, (array, encoding) in result.images.items():
-        assert encoding == OUTPUTS[name].encoding
-        out = cdr(cv2_to_imgmsg(array, encoding, result.header))
+    assert set(result.messages) == set(IMAGE_OUTPUTS)
+    for name, msg in result.messages.items():
+        out = cdr(msg)
         assert rm.stamp_to_ns(out.header.stamp) == STAMP and out.header.frame_id == "left_optical"
-        assert out.encoding == encoding and (out.height, out.width) == (H, W)
-        if encoding == "32FC1":
-            np.testing.assert_array_equal(rm.msg_to_image(out), array)
-        else:  # bgr8 message of the RGB colour map
+        assert out.encoding == OUTPUTS[name].encoding and (out.height, out.width) == (H, W)
+        assert out.step == W * (4 if out.encoding == "32FC1" else 3) and out.is_bigendian == 0
+        if out.encoding == "bgr8":  # the wire holds BGR bytes of the RGB colour map
             expected = (
-                colorize_depth(result.images["depth"][0])
+                colorize_depth(pixels(result, "depth"))
                 if name == "depth_colorized"
-                else colorize_uncertainty(result.images["uncertainty"][0])
+                else colorize_uncertainty(pixels(result, "uncertainty"))
             )
+            np.testing.assert_array_equal(np.asarray(out.data).reshape(H, W, 3), expected[:, :, ::-1])
             np.testing.assert_array_equal(rm.msg_to_image(out), expected)
 
 
 def test_colour_scale_follows_max_depth(rgb):
     msg = cdr(rm.image_to_msg(rgb, "rgb8", STAMP, "cam"))
     result = run_one(DepthPipeline(StandIn(), params(use_camera_info=False, max_depth=80.0)), msg)
-    colour, _ = result.images["depth_colorized"]
-    np.testing.assert_array_equal(colour[..., ::-1], colorize_depth(expected_depth(rgb), max_depth=80.0))
+    np.testing.assert_array_equal(
+        pixels(result, "depth_colorized"), colorize_depth(expected_depth(rgb), max_depth=80.0)
+    )
 
 
 def test_only_requested_outputs_are_built(rgb):
     pipeline = DepthPipeline(StandIn(), params(use_camera_info=False))
     result = run_one(pipeline, cdr(rm.image_to_msg(rgb, "rgb8", STAMP, "cam")), outputs={"depth"})
-    assert set(result.images) == {"depth"}
+    assert set(result.messages) == {"depth"}
     assert pipeline.active_outputs({"depth": 0, "depth_colorized": 2, "camera_info": 1}) == {
         "depth_colorized"
     }
@@ -217,15 +212,15 @@ def test_confident_is_nan_exactly_where_sigma_exceeds_the_threshold(rgb):
     )
     result = run_one(pipeline, cdr(rm.image_to_msg(rgb, "rgb8", STAMP, "cam")))
 
-    out_depth = result.images["depth"][0]
+    out_depth = pixels(result, "depth")
     invalid = np.zeros((H, W), bool)
     invalid[1, 1:4] = True
     np.testing.assert_array_equal(np.isnan(out_depth), invalid)  # REP 117: NaN, never 0
     np.testing.assert_array_equal(out_depth[~invalid], depth[~invalid])
-    out_sigma = result.images["uncertainty"][0]
+    out_sigma = pixels(result, "uncertainty")
     np.testing.assert_array_equal(np.isnan(out_sigma), invalid | np.isnan(sigma))
 
-    confident = result.images["confident"][0]
+    confident = pixels(result, "confident")
     expected_nan = invalid | np.isnan(sigma) | (sigma > 1.5)
     np.testing.assert_array_equal(np.isnan(confident), expected_nan)
     np.testing.assert_array_equal(confident[~expected_nan], depth[~expected_nan])
@@ -276,7 +271,7 @@ def test_bad_frames_are_per_frame_errors_and_the_pipeline_keeps_going(rgb, case)
     assert "'cam'" in str(info.value)  # the message says which frame
 
     result = run_one(pipeline, cdr(rm.image_to_msg(rgb, "rgb8", STAMP + 1, "cam")))
-    np.testing.assert_allclose(result.images["depth"][0], expected_depth(rgb), rtol=1e-6)
+    np.testing.assert_allclose(pixels(result, "depth"), expected_depth(rgb), rtol=1e-6)
     snap = pipeline.stats.snapshot()
     assert (snap.frames_in, snap.frames_out, snap.errors, snap.errors_by_kind) == (2, 1, 1, {"decode": 1})
     assert snap.last_error.startswith("[decode]")
@@ -301,7 +296,7 @@ def test_inference_failure_and_bad_estimator_output_are_frame_errors(rgb):
         run_one(pipeline, msg)
     with pytest.raises(FrameError, match="two equal non-empty HxW maps"):
         run_one(pipeline, msg)
-    assert run_one(pipeline, msg).images["depth"][0].shape == (H, W)
+    assert pixels(run_one(pipeline, msg), "depth").shape == (H, W)
     assert pipeline.stats.snapshot().errors_by_kind == {"inference": 2}
 
 
@@ -329,7 +324,7 @@ def test_camera_info_K_reaches_the_estimator_and_is_republished_with_the_image_s
     result = run_one(pipeline, cdr(rm.image_to_msg(rgb, "rgb8", STAMP, "cam")))
 
     np.testing.assert_allclose(estimator.calls[0][1], K_CAM)
-    np.testing.assert_allclose(result.images["depth"][0], expected_depth(rgb, K_CAM), rtol=1e-6)
+    np.testing.assert_allclose(pixels(result, "depth"), expected_depth(rgb, K_CAM), rtol=1e-6)
     assert result.warnings == []
     out = cdr(result.camera_info)  # what depth/camera_info carries
     assert rm.stamp_to_ns(out.header.stamp) == STAMP and out.header.frame_id == "cam"
@@ -717,12 +712,12 @@ def test_pipeline_with_a_real_depth_estimator_is_focal_aware():
     pipeline.set_camera_info(camera_info(K, 48, 80))
     aware = run_one(pipeline, msg)
 
-    depth, sigma = plain.images["depth"][0], plain.images["uncertainty"][0]
+    depth, sigma = pixels(plain, "depth"), pixels(plain, "uncertainty")
     assert depth.shape == (48, 80) and depth.dtype == np.float32
     assert np.isfinite(depth).all() and (depth > 0).all() and (depth <= 80.0).all()
     assert np.isfinite(sigma).all() and (sigma > 0).all()
     factor = estimator.focal_factor(K, (48, 80))
     assert factor == pytest.approx(150.0 * 96 / 80 / 100.0)  # K mapped to the network input, over f_train
-    np.testing.assert_allclose(aware.images["depth"][0], depth * factor, rtol=1e-5)
-    np.testing.assert_allclose(aware.images["uncertainty"][0], sigma * factor, rtol=1e-5)
+    np.testing.assert_allclose(pixels(aware, "depth"), depth * factor, rtol=1e-5)
+    np.testing.assert_allclose(pixels(aware, "uncertainty"), sigma * factor, rtol=1e-5)
     assert rm.stamp_to_ns(aware.camera_info.header.stamp) == STAMP

@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from adu_depth_core.runtime.outputs import OUTPUTS
 from adu_depth_ros.live_eval import GT_TOPIC, METRICS_TOPIC, PREDICTION_TOPIC
 from adu_depth_ros.params import EvalParams, NodeParams, defaults, params_from_values
-from adu_depth_ros.pipeline import CAMERA_INFO_TOPIC, IMAGE_TOPIC, OUTPUTS
+from adu_depth_ros.pipeline import CAMERA_INFO_TOPIC, IMAGE_TOPIC
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH_FILES = ("depth.launch.py", "bag_replay.launch.py", "rviz.launch.py")

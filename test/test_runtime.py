@@ -421,7 +421,7 @@ def test_predict_full_disk_is_one_line_naming_the_file_and_leaves_no_temp(
 ):
     import errno
 
-    import adu_depth_core.checkpoint as ck
+    import adu_depth_core.fileio as ck
 
     img = tmp_path / "f.png"
     cv2.imwrite(str(img), np.full((64, 192, 3), 90, np.uint8))

@@ -127,7 +127,7 @@ def test_a_crash_mid_run_leaves_nothing_behind(tmp_path, monkeypatch):
 def test_output_that_is_a_file_or_a_full_disk_is_one_line(tmp_path, capsys, monkeypatch):
     import errno
 
-    import adu_depth_core.checkpoint as ck
+    import adu_depth_core.fileio as ck
 
     a_file = tmp_path / "file"
     a_file.write_text("x")

@@ -659,7 +659,7 @@ def test_resume_after_a_kill_cleans_temps_and_metrics_and_keeps_file_modes(tmp_p
 def test_train_full_disk_and_bad_out_are_one_line(tmp_path, capsys, monkeypatch):
     import errno
 
-    import adu_depth_core.checkpoint as ck
+    import adu_depth_core.fileio as ck
 
     path = tmp_path / "r.yaml"
     path.write_text(yaml.safe_dump(tiny(tmp_path, steps=2)))

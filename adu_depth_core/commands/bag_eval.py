@@ -449,13 +449,13 @@ class BagEvaluation:
 
 
 def _output_messages(
-    args: BagEvalSpec, run: BagEvaluation, evaluator: Any
+    args: BagEvalSpec, run: BagEvaluation, evaluator: Any, settings: Any
 ) -> Iterator[tuple[str, str, int, Any]]:
-    """The output bag's (topic, msgtype, stamp, msg) stream; evaluates the frames as it goes."""
+    """The output bag's (topic, msgtype, stamp, msg) stream; evaluates the frames as it goes. The depth
+    topics are the node's, from the same composer (`runtime.outputs.compose_outputs`)."""
     from adu_depth_core.data import ros_messages as rm
     from adu_depth_core.data import rosbag_io as rb
-    from adu_depth_core.evaluation import colorize_depth, colorize_uncertainty
-    from adu_depth_core.runtime.outputs import OUTPUTS, clean_sigma, confident_depth, to_rep118_depth
+    from adu_depth_core.runtime.outputs import OUTPUTS, compose_outputs
 
     ns = "/" + args.out_namespace.strip("/") if args.out_namespace.strip("/") else ""
     topic = {name: f"{ns}/{spec.topic}" for name, spec in OUTPUTS.items()}
@@ -464,7 +464,6 @@ def _output_messages(
     first = True
     for msg, info_msg, frame, _ in run.frames(evaluator):
         stamp = rm.stamp_to_ns(msg.header.stamp)
-        frame_id = str(msg.header.frame_id)
         if first and passthrough:
             for _, tf in run.tf_messages:
                 yield rb.TF_STATIC, rm.TF_MESSAGE, stamp, tf
@@ -476,34 +475,8 @@ def _output_messages(
                 yield run.info_topic, rm.CAMERA_INFO, stamp, info_msg
         if frame.depth is None:
             continue
-        depth = to_rep118_depth(frame.depth)
-        yield topic["depth"], rm.IMAGE, stamp, rm.image_to_msg(depth, "32FC1", stamp, frame_id)
-        if info_msg is not None:
-            yield (
-                topic["camera_info"],
-                rm.CAMERA_INFO,
-                stamp,
-                dataclasses.replace(info_msg, header=msg.header),
-            )
-        if frame.sigma is not None:
-            sigma = clean_sigma(frame.sigma, depth)
-            yield topic["uncertainty"], rm.IMAGE, stamp, rm.image_to_msg(sigma, "32FC1", stamp, frame_id)
-            confident = confident_depth(depth, sigma, args.sigma_threshold)
-            yield topic["confident"], rm.IMAGE, stamp, rm.image_to_msg(confident, "32FC1", stamp, frame_id)
-        yield (
-            topic["depth_colorized"],
-            rm.IMAGE,
-            stamp,
-            rm.image_to_msg(colorize_depth(depth), "bgr8", stamp, frame_id),
-        )
-        if frame.sigma is not None:
-            colored = colorize_uncertainty(sigma)
-            yield (
-                topic["uncertainty_colorized"],
-                rm.IMAGE,
-                stamp,
-                rm.image_to_msg(colored, "bgr8", stamp, frame_id),
-            )
+        for name, out in compose_outputs(frame.depth, frame.sigma, msg.header, info_msg, settings).items():
+            yield topic[name], rm.CAMERA_INFO if OUTPUTS[name].encoding is None else rm.IMAGE, stamp, out
 
 
 def _check_out_bag(out: Path, bag: Path) -> None:
@@ -521,8 +494,13 @@ def evaluate_bag(spec: BagEvalSpec) -> tuple[Any, dict[str, Any]]:
     `EvalResult` and the JSON's bag facts (frames, GT messages, unmatched frames, output bag)."""
     from adu_depth_core.data import rosbag_io as rb
     from adu_depth_core.evaluate import Evaluator
+    from adu_depth_core.runtime.outputs import OutputSettings
 
     spec.validate()
+    try:  # the node's defaults for everything but the threshold: per-frame colour range, every output
+        settings = OutputSettings(sigma_threshold=spec.sigma_threshold)
+    except ValueError as exc:
+        raise ValueError(f"--sigma-threshold: {exc}") from None
     s = spec.scoring
     predictor = s.load_predictor()
     evaluation = BagEvaluation(spec, predictor)
@@ -538,7 +516,7 @@ def evaluate_bag(spec: BagEvalSpec) -> tuple[Any, dict[str, Any]]:
     evaluator = Evaluator(
         predictor, predict_all=spec.out_bag is not None, meta=meta, **s.evaluator_options(s.crop)
     )
-    messages = _output_messages(spec, evaluation, evaluator)
+    messages = _output_messages(spec, evaluation, evaluator, settings)
     if spec.out_bag is not None:
         storage = spec.storage or _storage_of(Path(spec.bag))
         rb.write_topics_bag(spec.out_bag, messages, storage)

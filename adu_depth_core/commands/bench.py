@@ -26,6 +26,7 @@ import numpy as np
 
 from adu_depth_core.paths import add_overwrite_argument, check_output_file
 from adu_depth_core.sysinfo import cpu_name
+from adu_depth_core.vocab import BACKENDS, POLICIES
 
 HELP = "Latency / FPS / memory of a model on a backend"
 
@@ -37,10 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--size", metavar="HxW", help="camera frame size for estimate() (default: network input)"
     )
-    parser.add_argument(
-        "--backend", default="auto", choices=["auto", "tensorrt", "onnxruntime", "torch"], help="(auto)"
-    )
-    parser.add_argument("--policy", default="resize", choices=["resize", "kb_crop"], help="(resize)")
+    parser.add_argument("--backend", default="auto", choices=BACKENDS, help="(auto)")
+    parser.add_argument("--policy", default="resize", choices=POLICIES, help="(resize)")
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: GPU if present)")
     parser.add_argument("--runs", type=int, default=20, help="timed runs per measurement (20)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed runs first (3)")
@@ -197,8 +196,8 @@ def format_table(result: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from adu_depth_core.checkpoint import atomic_write_bytes
     from adu_depth_core.config import parse_size
+    from adu_depth_core.fileio import atomic_write_bytes
 
     size = parse_size(args.size) if args.size else None
     if args.json:

@@ -23,6 +23,7 @@ from typing import Any
 
 from adu_depth_core.eval_run import PROTOCOLS, EvalSpec, ScoringSpec, evaluate_dataset, write_result_json
 from adu_depth_core.paths import add_overwrite_argument, check_output_dir, check_output_file
+from adu_depth_core.vocab import SPLITS
 
 HELP = "Evaluate a checkpoint / ONNX / engine on KITTI, DrivingStereo or synthetic data"
 DATASETS = ("kitti", "drivingstereo", "synthetic")
@@ -33,7 +34,7 @@ log = logging.getLogger("adu_depth.eval")
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """Model, backend and scoring options shared with `bag-eval`."""
     from adu_depth_core.evaluation import CROPS, MAX_DEPTH, MIN_DEPTH
-    from adu_depth_core.runtime import BACKENDS, POLICIES
+    from adu_depth_core.vocab import BACKENDS, POLICIES
 
     parser.add_argument(
         "--model", required=True, help="student checkpoint (.pt), ONNX file, TensorRT engine, or teacher .pt"
@@ -111,7 +112,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     synth.add_argument("--frames", type=int, default=60, help="frames to render (default: 60)")
     synth.add_argument("--size", default="128x416", help="rendered size HxW (default: 128x416)")
     synth.add_argument(
-        "--synth-split", choices=("train", "val", "test"), default="test", help="seed range (default: test)"
+        "--synth-split", choices=SPLITS, default="test", help="seed range (default: test)"
     )
     synth.add_argument("--first-index", type=int, default=0, help="first frame within the split (default: 0)")
     synth.add_argument("--rig-preset", default="vehicle", help="rig preset (default: vehicle)")

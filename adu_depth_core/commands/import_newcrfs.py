@@ -42,8 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from adu_depth_core.checkpoint import file_sha256, save_checkpoint
+    from adu_depth_core.checkpoint import save_checkpoint
     from adu_depth_core.config import parse_size, to_dict
+    from adu_depth_core.fileio import file_sha256
     from adu_depth_core.models import ModelConfig, build_student
     from adu_depth_core.models.newcrfs_weights import (
         VARIANTS,

@@ -26,7 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from adu_depth_core.data.image_io import DEPTH_SCALE
+from adu_depth_core.depth_traits import valid_depth
 from adu_depth_core.paths import add_overwrite_argument, check_output_dir
+from adu_depth_core.vocab import BACKENDS, POLICIES
 
 HELP = "Run the student on image files: depth and uncertainty PNG/NPY"
 
@@ -41,12 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="input images (PNG/JPEG, 8-bit)")
     parser.add_argument("--out-dir", required=True, type=Path, help="output folder (created if missing)")
     add_overwrite_argument(parser, "output files in --out-dir")
-    parser.add_argument(
-        "--backend", default="auto", choices=["auto", "tensorrt", "onnxruntime", "torch"], help="(auto)"
-    )
-    parser.add_argument(
-        "--policy", default="resize", choices=["resize", "kb_crop"], help="frame → network input (resize)"
-    )
+    parser.add_argument("--backend", default="auto", choices=BACKENDS, help="(auto)")
+    parser.add_argument("--policy", default="resize", choices=POLICIES, help="frame → network input (resize)")
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: GPU if present)")
     calib = parser.add_mutually_exclusive_group()
     calib.add_argument("--fx", type=float, help="camera focal length in pixels at the image resolution")
@@ -146,9 +144,9 @@ def _existing_outputs(out_dir: Path, stems: dict[str, Path], overwrite: bool) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    from adu_depth_core.checkpoint import atomic_write_bytes
     from adu_depth_core.data.image_io import read_rgb, write_depth_png
     from adu_depth_core.evaluation.visualize import colorize_depth, colorize_uncertainty, save_png
+    from adu_depth_core.fileio import atomic_write_bytes
     from adu_depth_core.runtime.estimator import DepthEstimator
     from adu_depth_core.runtime.preprocess import check_frame_size, frame_warning, plan_input
 
@@ -206,7 +204,7 @@ def run(args: argparse.Namespace) -> int:
         atomic_write_bytes(f"{out}_sigma.npy", _npy_bytes(sigma))
         save_png(f"{out}_depth_color.png", colorize_depth(depth, max_depth=max_depth))
         save_png(f"{out}_sigma_color.png", colorize_uncertainty(sigma))
-        valid = np.isfinite(depth)
+        valid = valid_depth(depth)
         print(
             f"{image}: depth {np.nanmin(depth):.2f}–{np.nanmax(depth):.2f} m, median σ "
             f"{np.nanmedian(sigma):.3f} m, {valid.mean() * 100:.0f}% of pixels seen → {out}_*"

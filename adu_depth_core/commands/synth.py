@@ -14,6 +14,7 @@ from pathlib import Path
 
 from adu_depth_core.config import apply_overrides, from_dict, parse_size, read_yaml, to_dict
 from adu_depth_core.paths import check_output_dir
+from adu_depth_core.vocab import SPLITS
 
 HELP = "Render the synthetic stereo rig into KITTI / DrivingStereo / rosbag2 files"
 
@@ -28,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="index of the first frame within the split")
     parser.add_argument(
         "--split",
-        choices=("train", "val", "test"),
+        choices=SPLITS,
         default="train",
         help="seed range to draw scenes from (disjoint per split; default: train)",
     )

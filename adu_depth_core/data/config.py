@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from adu_depth_core.data.splits import SPLITS
 from adu_depth_core.data.synthetic import RigConfig
 from adu_depth_core.data.transforms import check_focal_scale
+from adu_depth_core.vocab import check_split
 
 DATASET_KINDS = ("synthetic", "kitti", "drivingstereo", "rosbag")
 
@@ -215,6 +215,4 @@ class DataConfig:
                 )
 
     def split_file(self, split: str) -> str | None:
-        if split not in SPLITS:
-            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-        return getattr(self, f"{split}_split")
+        return getattr(self, f"{check_split(split)}_split")

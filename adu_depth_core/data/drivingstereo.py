@@ -25,17 +25,17 @@ import numpy as np
 import torch
 
 from adu_depth_core.data.image_io import (
-    atomic_output_dir,
     read_depth_png,
     read_rgb,
     write_depth_png,
     write_rgb,
 )
 from adu_depth_core.data.kitti import read_calib_txt, stereo_from_calib, write_calib_txt
-from adu_depth_core.data.splits import SPLITS
 from adu_depth_core.data.transforms import StereoPipeline, make_sample
+from adu_depth_core.fileio import atomic_output_dir
 from adu_depth_core.geometry import scale_intrinsics
 from adu_depth_core.paths import confine
+from adu_depth_core.vocab import check_split
 
 log = logging.getLogger(__name__)
 
@@ -189,8 +189,7 @@ def write_drivingstereo_tree(
     lossless PNG (the real dataset ships JPEG; the reader takes both), the dense depth as the depth map,
     fx·B/Z as the disparity map (0 where it would not fit uint16/256) and `half-image-calib/<seq>.txt`.
     The tree appears at `out_dir` only when complete."""
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
+    check_split(split)
     seq = SPLIT_SEQUENCES[split]
     start = dt.datetime.strptime(seq, "%Y-%m-%d-%H-%M-%S")
     folders = _folders(split)

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from adu_depth_core.data.config import DataConfig
-from adu_depth_core.data.splits import SPLITS
 from adu_depth_core.data.synthetic import RigConfig
+from adu_depth_core.vocab import check_split
 
 if TYPE_CHECKING:  # pragma: no cover - only the type; the training size is read from it
     from adu_depth_core.models import ModelConfig
@@ -186,8 +186,7 @@ BUILDERS = {"synthetic": _synthetic, "kitti": _kitti, "drivingstereo": _drivings
 def has_split(data_cfg: DataConfig, split: str) -> bool:
     """Whether `data_cfg` describes `split` (without reading it): synthetic frames > 0, a KITTI split
     file, or a DrivingStereo split list / folder."""
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    check_split(split)
     if data_cfg.kind == "synthetic":
         return getattr(data_cfg, f"{split}_frames") > 0
     if data_cfg.kind == "rosbag":
@@ -214,8 +213,7 @@ def build_dataset(data_cfg: DataConfig, split: str, model_cfg: ModelConfig | Non
     Raises FileNotFoundError for missing folders / split files and ValueError for a split the config
     does not describe.
     """
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    check_split(split)
     builder = BUILDERS.get(data_cfg.kind)
     if builder is None:
         raise ValueError(f"unknown data.kind {data_cfg.kind!r}; expected one of {sorted(BUILDERS)}")

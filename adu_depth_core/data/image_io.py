@@ -1,5 +1,4 @@
-"""Image files with clear errors: RGB images (uint8), depth PNGs (uint16, metres·scale), and an atomic
-output folder for the dataset writers.
+"""Image files with clear errors: RGB images (uint8) and depth PNGs (uint16, metres·scale).
 
 Every reader raises FileNotFoundError for a missing file and ValueError naming the path for a file that
 is not what it should be (unreadable, wrong dtype, wrong channel count); writers are atomic.
@@ -7,18 +6,13 @@ is not what it should be (unreadable, wrong dtype, wrong channel count); writers
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from adu_depth_core.checkpoint import atomic_write_bytes
-from adu_depth_core.paths import naming
+from adu_depth_core.depth_traits import uint16_png
+from adu_depth_core.fileio import atomic_write_bytes
 
 DEPTH_SCALE = 256.0  # KITTI / DrivingStereo: uint16 value = metres · 256, 0 = no measurement
 MAX_PNG_DEPTH = 65535 / DEPTH_SCALE  # 255.996 m, the largest depth a /256 PNG can hold
@@ -79,11 +73,12 @@ def read_depth_png(path: str | Path, scale: float = DEPTH_SCALE) -> np.ndarray:
             f"{path}: a depth PNG must be single-channel uint16 (metres x {scale:g}), got {img.dtype} with "
             f"{chans} channel(s)"
         )
-    return img.astype(np.float32) / np.float32(scale)
+    return uint16_png(scale).to_metres(img)
 
 
 def depth_to_uint16(depth: np.ndarray, scale: float = DEPTH_SCALE, what: str = "depth") -> np.ndarray:
-    """Round metres·scale to uint16 (0 stays 0); ValueError for negative, non-finite or too large depth."""
+    """Round metres·scale to uint16 (0 stays 0); ValueError for negative, non-finite or too large depth
+    (a dataset's ground truth is written exactly or not at all)."""
     depth = np.asarray(depth, dtype=np.float64)
     if depth.ndim != 2:
         raise ValueError(f"{what}: expected an HxW depth map, got shape {depth.shape}")
@@ -94,7 +89,7 @@ def depth_to_uint16(depth: np.ndarray, scale: float = DEPTH_SCALE, what: str = "
             f"{what}: depth {depth.max():.2f} m does not fit a uint16 PNG at scale {scale:g} "
             f"(max {65535 / scale:.2f} m)"
         )
-    return np.rint(depth * scale).astype(np.uint16)
+    return uint16_png(scale).from_metres(depth)
 
 
 def write_depth_png(path: str | Path, depth: np.ndarray, scale: float = DEPTH_SCALE) -> None:
@@ -103,32 +98,3 @@ def write_depth_png(path: str | Path, depth: np.ndarray, scale: float = DEPTH_SC
     if path.suffix.lower() != ".png":
         raise ValueError(f"{path}: depth maps are written as .png")
     atomic_write_bytes(path, _encode(path, depth_to_uint16(depth, scale, what=str(path))))
-
-
-def is_empty_dir(path: Path) -> bool:
-    return path.is_dir() and not any(path.iterdir())
-
-
-@contextmanager
-def atomic_output_dir(out_dir: str | Path) -> Iterator[Path]:
-    """Yield a temp folder beside `out_dir`; on success it becomes `out_dir`, on error it is removed.
-
-    `out_dir` must not exist or be an empty folder: a folder that already holds data (or a file) is a
-    FileExistsError, so nothing is ever overwritten and nothing half-written is left behind.
-    """
-    out = Path(out_dir)
-    if out.exists() and not is_empty_dir(out):
-        raise FileExistsError(f"output directory already holds data: {out} (choose a new or empty folder)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
-        with naming(out, always=True):  # a full disk names the output folder, not the temp folder
-            yield tmp
-        if out.exists():
-            if not is_empty_dir(out):
-                raise FileExistsError(f"output directory was filled by someone else while writing: {out}")
-            out.rmdir()
-        os.rename(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise

@@ -27,18 +27,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from adu_depth_core.checkpoint import atomic_write_bytes
 from adu_depth_core.data.image_io import (
-    atomic_output_dir,
     read_depth_png,
     read_rgb,
     write_depth_png,
     write_rgb,
 )
-from adu_depth_core.data.splits import SPLITS
 from adu_depth_core.data.transforms import StereoPipeline, is_kitti_sized, make_sample
+from adu_depth_core.fileio import atomic_output_dir, atomic_write_bytes
 from adu_depth_core.geometry import check_intrinsics, crop_intrinsics, kb_crop_box
 from adu_depth_core.paths import confine
+from adu_depth_core.vocab import check_split
 
 log = logging.getLogger(__name__)
 
@@ -477,8 +476,7 @@ def write_kitti_tree(
     `depth_selection/val_selection_cropped` layout (KB-cropped when KITTI-sized) with
     `splits/kitti_official_<split>.txt`. The tree appears at `out_dir` only when complete.
     """
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
+    check_split(split)
     if none_every < 0:
         raise ValueError(f"none_every must be >= 0 (0 = every frame has GT), got {none_every}")
     date = SPLIT_DATES[split]

@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 from rosbags.typesys import Stores, get_typestore
 
+from adu_depth_core.depth_traits import TRAITS, UINT16_MM
 from adu_depth_core.geometry import check_intrinsics, matrix_to_quaternion, quaternion_to_matrix
 
 TYPESTORE = get_typestore(Stores.ROS2_JAZZY)
@@ -51,7 +52,7 @@ _LAYOUT: dict[str, tuple[int, str, int]] = {
     "16UC1": (2, "u2", 1),
 }
 COLOR_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "yuv422", "yuv422_yuy2")
-DEPTH_ENCODINGS = ("32FC1", "16UC1")
+DEPTH_ENCODINGS = tuple(TRAITS)  # 32FC1 metres, 16UC1 millimetres (`depth_traits`)
 SUPPORTED_ENCODINGS = COLOR_ENCODINGS + DEPTH_ENCODINGS
 
 # RGB(A) array -> stored bytes, and stored bytes -> RGB (None = no conversion)
@@ -192,15 +193,9 @@ def image_to_msg(array: np.ndarray, encoding: str, stamp_ns: int, frame_id: str)
 
 def depth_image_msg(depth_m: np.ndarray, stamp_ns: int, frame_id: str, encoding: str = "32FC1") -> Any:
     """REP 118 depth image from metres (0 = invalid): 32FC1 with NaN invalid, or 16UC1 millimetres with 0."""
-    depth = np.asarray(depth_m, dtype=np.float32)
-    invalid = ~np.isfinite(depth) | (depth <= 0)
-    if encoding == "32FC1":
-        wire = np.where(invalid, np.float32(np.nan), depth)
-    elif encoding == "16UC1":
-        mm = np.rint(np.where(invalid, 0.0, depth.astype(np.float64)) * 1000.0)
-        wire = np.where(mm > np.iinfo(np.uint16).max, 0, mm).astype(np.uint16)  # beyond 65.535 m: invalid
-    else:
+    if encoding not in TRAITS:
         raise ValueError(f"depth encoding must be one of {DEPTH_ENCODINGS}, got {encoding!r}")
+    wire = TRAITS[encoding].from_metres(np.asarray(depth_m, dtype=np.float32))  # 16UC1: > 65.535 m invalid
     return image_to_msg(wire, encoding, stamp_ns, frame_id)
 
 
@@ -234,7 +229,7 @@ def msg_to_image(msg: Any) -> np.ndarray:
     if encoding == "32FC1":
         return pixels.astype(np.float32, copy=False)
     if encoding == "16UC1":
-        return pixels.astype(np.float32) / np.float32(1000.0)
+        return UINT16_MM.to_metres(pixels)
     if encoding in _FROM_WIRE:
         return cv2.cvtColor(pixels, _FROM_WIRE[encoding])
     return pixels  # rgb8
@@ -261,8 +256,7 @@ def msg_to_depth(msg: Any) -> np.ndarray:
         raise ValueError(
             f"depth image: expected encoding {' or '.join(DEPTH_ENCODINGS)}, got {msg.encoding!r}"
         )
-    depth = msg_to_image(msg)
-    return np.where(np.isfinite(depth) & (depth > 0), depth, np.float32(0.0)).astype(np.float32)
+    return TRAITS[str(msg.encoding)].to_metres(_image_pixels(msg))
 
 
 # --- sensor_msgs/CompressedImage ------------------------------------------------------------------

@@ -52,17 +52,17 @@ import cv2
 import numpy as np
 import torch
 
-from adu_depth_core.checkpoint import atomic_write_bytes
 from adu_depth_core.data import ros_messages as rm
 from adu_depth_core.data import rosbag_io as rb
 from adu_depth_core.data.lidar import lidar_to_depth_image
 from adu_depth_core.data.transforms import StereoPipeline, make_sample
+from adu_depth_core.fileio import atomic_write_bytes
 from adu_depth_core.geometry import check_intrinsics, scale_intrinsics
 
 log = logging.getLogger(__name__)
 
 CACHE_FORMAT = "adu_depth/rosbag_cache/1"  # bump when the decoded content or layout changes
-SPLITS = ("train", "val", "all")
+BAG_SPLITS = ("train", "val", "all")  # frames of a bag: the train part, the rest, or every frame
 SPLIT_MODES = ("time", "bag")
 RECTIFY_MODES = ("auto", "always", "never")
 DISTORTION_MODELS = ("plumb_bob", "rational_polynomial", "equidistant")
@@ -681,8 +681,8 @@ class RosbagStereoDataset(torch.utils.data.Dataset):
         if dupes:
             raise ValueError(f"bags: names must be unique (they prefix sample ids), {dupes} appear twice: "
                              f"{[str(p) for p in paths]}")
-        if split not in SPLITS:
-            raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
+        if split not in BAG_SPLITS:
+            raise ValueError(f"split must be one of {list(BAG_SPLITS)}, got {split!r}")
         if split_mode not in SPLIT_MODES:
             raise ValueError(f"split_mode must be one of {list(SPLIT_MODES)}, got {split_mode!r}")
         if not 0.0 <= train_fraction <= 1.0:

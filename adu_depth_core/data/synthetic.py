@@ -31,9 +31,9 @@ import numpy as np
 import torch
 
 from adu_depth_core.config import parse_size
-from adu_depth_core.data.splits import SPLITS
 from adu_depth_core.data.transforms import StereoPipeline, make_sample
 from adu_depth_core.geometry import KITTI_FX, KITTI_WIDTH
+from adu_depth_core.vocab import SPLITS, check_split
 
 KITTI_CX = 609.5593  # KITTI 2011_09_26 P_rect_02 principal point at 1242x375
 KITTI_CY = 172.854
@@ -52,8 +52,7 @@ _NONE, _PLANE, _BOX, _CYLINDER = 0, 1, 2, 3
 
 def split_seed(split: str, index: int) -> int:
     """Seed of frame `index` of a split; train/val/test seed ranges never overlap."""
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
+    check_split(split)
     if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= index < SPLIT_BLOCK:
         raise ValueError(f"{split} frame index must be an integer in [0, {SPLIT_BLOCK}), got {index!r}")
     return SPLITS.index(split) * SPLIT_BLOCK + int(index)
@@ -971,6 +970,5 @@ __all__ = [
     "sample_scene",
     "seed_split",
     "split_seed",
-    "SPLITS",
     "SPLIT_BLOCK",
 ]

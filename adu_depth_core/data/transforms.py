@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 import torch
 
+from adu_depth_core.depth_traits import valid_depth
 from adu_depth_core.geometry import (
     KB_CROP_SIZE,
     check_intrinsics,
@@ -279,7 +280,7 @@ def warp_depth_to_right(depth: np.ndarray, fx: float, baseline: float) -> np.nda
     """
     depth = np.asarray(depth, dtype=np.float32)
     out = np.zeros_like(depth)
-    v, u = np.nonzero(depth > 0)
+    v, u = np.nonzero(valid_depth(depth))
     z = depth[v, u]
     ur = np.rint(u - fx * baseline / z).astype(np.int64)
     inside = (ur >= 0) & (ur < depth.shape[1])

@@ -7,7 +7,8 @@ Two families, selected by name so every table can say which one it used:
 * ``"garg_kb"`` / ``"eigen_kb"`` -- the NeWCRFs variant: the same fractions are applied to the
   Kitti-Benchmark (KB) crop, the bottom 352 rows and centred 1216 columns of the image. The array you
   evaluate on may be the full-size image (the mask then lies inside the KB box) or the 352x1216 KB crop
-  itself (the KB box of a 352x1216 image is the whole image). Both give the same pixels.
+  itself (the KB box of a 352x1216 image is the whole image). Both give the same pixels. The KB box is
+  `geometry.kb_crop_box`, the same box the data readers and the `kb_crop` input policy cut.
 * ``None`` / ``"none"`` -- every pixel.
 
 Row and column bounds are ``int(fraction * size)`` (truncation), start inclusive, end exclusive, which
@@ -16,23 +17,19 @@ is how BTS and NeWCRFs index their arrays.
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import numpy as np
+
+from adu_depth_core.geometry import kb_crop_box
 
 # (row_start, row_end, col_start, col_end) as fractions of the image the crop is applied to.
 CROP_FRACTIONS: dict[str, tuple[float, float, float, float]] = {
     "garg": (0.40810811, 0.99189189, 0.03594771, 0.96405229),
     "eigen": (0.3324324, 0.91351351, 0.0359477, 0.96405229),
 }
-KB_CROP_SIZE = (352, 1216)
-CROPS = ("none", "garg", "eigen", "garg_kb", "eigen_kb")
-
-
-def kb_crop_box(height: int, width: int) -> tuple[int, int, int, int]:
-    """(top, left, 352, 1216): the KITTI-benchmark crop of a height x width image (bottom rows, centred)."""
-    kb_h, kb_w = KB_CROP_SIZE
-    if height < kb_h or width < kb_w:
-        raise ValueError(f"KB crop needs an image of at least {kb_h}x{kb_w}, got {height}x{width}")
-    return height - kb_h, (width - kb_w) // 2, kb_h, kb_w
+CropName = Literal["none", "garg", "eigen", "garg_kb", "eigen_kb"]  # the one list of crop names
+CROPS: tuple[str, ...] = get_args(CropName)
 
 
 def crop_box(height: int, width: int, kind: str | None) -> tuple[int, int, int, int]:

@@ -36,6 +36,8 @@ from typing import Any
 
 import numpy as np
 
+from adu_depth_core.depth_traits import valid_depth
+
 from .crops import crop_mask, normalize_crop_name
 from .uncertainty import uncertainty_metrics
 
@@ -62,10 +64,10 @@ def clip_prediction(
 
 
 def valid_mask(gt: np.ndarray, min_depth: float = MIN_DEPTH, max_depth: float = MAX_DEPTH) -> np.ndarray:
-    """Boolean mask of measured GT inside the open range (min_depth, max_depth); 0 and NaN are invalid."""
+    """Boolean mask of measured GT (`valid_depth`) inside the open range (min_depth, max_depth)."""
     gt = np.asarray(gt)
     with np.errstate(invalid="ignore"):
-        return np.isfinite(gt) & (gt > min_depth) & (gt < max_depth)
+        return valid_depth(gt) & (gt > min_depth) & (gt < max_depth)
 
 
 def prepare(

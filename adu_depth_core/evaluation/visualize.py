@@ -26,6 +26,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from adu_depth_core.depth_traits import valid_depth, valid_sigma
+from adu_depth_core.fileio import atomic_write_bytes
+
 from .metrics import MAX_DEPTH, MIN_DEPTH, clip_prediction, valid_mask
 
 COLORMAPS = {
@@ -96,8 +99,7 @@ def colorize_depth(depth: np.ndarray, max_depth: float | None = None, cmap: str 
     depth of this image.
     """
     depth = _check_2d("depth", depth).astype(np.float64)
-    with np.errstate(invalid="ignore"):
-        valid = np.isfinite(depth) & (depth > 0)
+    valid = valid_depth(depth)
     if max_depth is None:
         max_depth = float(depth[valid].max()) if valid.any() else 1.0
     if not max_depth > 0:
@@ -113,8 +115,7 @@ def colorize_uncertainty(
     `max_sigma` default: the 95th percentile of this image's finite values.
     """
     sigma = _check_2d("sigma", sigma).astype(np.float64)
-    with np.errstate(invalid="ignore"):
-        valid = np.isfinite(sigma) & (sigma >= 0)
+    valid = valid_sigma(sigma)
     if max_sigma is None:
         max_sigma = float(np.percentile(sigma[valid], 95)) if valid.any() else 1.0
         max_sigma = max_sigma if max_sigma > 0 else 1.0
@@ -245,8 +246,6 @@ def encode_png(image: np.ndarray) -> bytes:
 
 def save_png(path: str | Path, image: np.ndarray) -> Path:
     """Write `image` (see `encode_png`) atomically to `path`, creating folders; returns the path."""
-    from adu_depth_core.checkpoint import atomic_write_bytes  # imports torch; only when writing
-
     path = Path(path)
     atomic_write_bytes(path, encode_png(image))
     return path
@@ -261,8 +260,6 @@ def plot_sparsification(
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-
-    from adu_depth_core.checkpoint import atomic_write_bytes
 
     from .uncertainty import FRACTIONS, uncertainty_metrics_from_curves
 

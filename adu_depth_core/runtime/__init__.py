@@ -4,10 +4,12 @@ See docs/RUNTIME.md (backends, export, benchmarks) and docs/CAMERAS.md (policies
 `tensorrt` is imported only when a TensorRT engine is built or run.
 """
 
+from adu_depth_core.vocab import BACKENDS, POLICIES
+
 from .backends import InferenceGraph, ModelInfo, OnnxRuntimeBackend, TorchBackend, load_student
-from .estimator import BACKENDS, DepthEstimator
+from .estimator import DepthEstimator
 from .export import export_onnx, read_onnx_info
-from .preprocess import POLICIES, InputMapping, focal_scale_factor, plan_input
+from .preprocess import InputMapping, focal_scale_factor, plan_input
 from .tensorrt_backend import EngineSpec, TensorRTBackend, ensure_engine, tensorrt_available
 
 __all__ = [

@@ -28,7 +28,8 @@ import torch
 from torch import nn
 
 from adu_depth_core import __version__
-from adu_depth_core.checkpoint import file_sha256, load_checkpoint
+from adu_depth_core.checkpoint import load_checkpoint
+from adu_depth_core.fileio import file_sha256
 
 logger = logging.getLogger(__name__)
 

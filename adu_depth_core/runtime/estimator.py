@@ -20,7 +20,6 @@ import torch
 from adu_depth_core.geometry import check_intrinsics
 from adu_depth_core.runtime.backends import ModelInfo, OnnxRuntimeBackend, TorchBackend, source_kind
 from adu_depth_core.runtime.preprocess import (
-    POLICIES,
     InputMapping,
     check_image,
     plan_input,
@@ -29,10 +28,9 @@ from adu_depth_core.runtime.preprocess import (
     restore,
     restore_torch,
 )
+from adu_depth_core.vocab import BACKENDS, POLICIES
 
 logger = logging.getLogger(__name__)
-
-BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
 
 
 class DepthEstimator:

@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from adu_depth_core.checkpoint import atomic_write_bytes
 from adu_depth_core.config import parse_size
+from adu_depth_core.fileio import atomic_write_bytes
 from adu_depth_core.runtime.backends import (
     INPUT_NAME,
     OUTPUT_NAMES,

@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 
 from adu_depth_core.geometry import check_intrinsics, crop_intrinsics, kb_crop_box, scale_intrinsics
+from adu_depth_core.vocab import POLICIES
 
-POLICIES = ("resize", "kb_crop")
 _INV255 = np.float32(1.0 / 255.0)
 
 

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from adu_depth_core.checkpoint import atomic_write_bytes
+from adu_depth_core.fileio import atomic_write_bytes
 from adu_depth_core.runtime.backends import INPUT_NAME, OUTPUT_NAMES, ModelInfo, check_graph_io
 from adu_depth_core.runtime.export import read_onnx_info
 

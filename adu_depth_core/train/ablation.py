@@ -20,11 +20,12 @@ from typing import Any
 
 import torch
 
-from adu_depth_core.checkpoint import atomic_write_bytes, load_checkpoint
+from adu_depth_core.checkpoint import load_checkpoint
 from adu_depth_core.config import to_dict
 from adu_depth_core.data.factory import build_dataset, has_split
 from adu_depth_core.distill import ablation_configs
 from adu_depth_core.evaluation import format_table
+from adu_depth_core.fileio import atomic_write_bytes
 from adu_depth_core.models import load_model
 from adu_depth_core.train import distributed as du
 from adu_depth_core.train.config import TrainConfig

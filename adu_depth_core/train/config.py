@@ -16,6 +16,7 @@ from adu_depth_core.config import from_dict, load_config
 from adu_depth_core.data.config import AugmentConfig, DataConfig, RosbagConfig, UnlabeledConfig
 from adu_depth_core.distill import DistillConfig, PhotometricConfig
 from adu_depth_core.evaluation import EIGEN_KEYS, OFFICIAL_KEYS, UNCERTAINTY_KEYS
+from adu_depth_core.evaluation.crops import CropName
 from adu_depth_core.models import ModelConfig
 
 METRIC_KEYS = frozenset(EIGEN_KEYS) | frozenset(OFFICIAL_KEYS) | frozenset(UNCERTAINTY_KEYS)
@@ -53,7 +54,7 @@ class OptimConfig:
 class ValConfig:
     """How validation (during training) and test evaluation (ablation) compute metrics."""
 
-    crop: Literal["none", "garg", "eigen", "garg_kb", "eigen_kb"] = "none"  # KITTI evaluation crop
+    crop: CropName = "none"  # KITTI evaluation crop
     min_depth: float = 1e-3
     max_depth: float | None = None  # None = model.max_depth
     max_images: int | None = None  # evaluate only the first N validation images

@@ -29,7 +29,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from adu_depth_core.checkpoint import atomic_copy, load_checkpoint, save_checkpoint
+from adu_depth_core.checkpoint import load_checkpoint, save_checkpoint
 from adu_depth_core.config import to_dict
 from adu_depth_core.data.factory import build_dataset, build_unlabeled_dataset, has_split
 from adu_depth_core.distill import DistillationLoss, PhotometricConfig, SILogLoss, StereoPhotometricLoss
@@ -40,6 +40,7 @@ from adu_depth_core.evaluation import (
     evaluate_image,
     make_panel,
 )
+from adu_depth_core.fileio import atomic_copy
 from adu_depth_core.models import DepthNet, build_model, load_model
 from adu_depth_core.train import distributed as du
 from adu_depth_core.train import hooks as H

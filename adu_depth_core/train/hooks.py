@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch.optim.lr_scheduler import LRScheduler
 
-from adu_depth_core.checkpoint import atomic_write_bytes, remove_stale_temps
+from adu_depth_core.fileio import atomic_write_bytes, remove_stale_temps
 from adu_depth_core.paths import naming
 from adu_depth_core.train import distributed as du
 
