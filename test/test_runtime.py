@@ -237,8 +237,21 @@ def test_model_file_errors(tmp_path, student_ckpt):
     save_checkpoint(
         teacher, {"stage": "teacher", "model_config": to_dict(cfg), "model": build_teacher(cfg).state_dict()}
     )
+    stereo = DepthEstimator.from_path(teacher, device="cpu")  # the torch backend runs a teacher
+    assert stereo.info.stage == "teacher" and stereo.info.needs_right and not stereo.info.has_sigma
+    with pytest.raises(ValueError, match="needs the right image of every frame"):
+        stereo.estimate(np.zeros((64, 192, 3), np.uint8))
+    with pytest.raises(ValueError, match="right image 0 is 32x96, the left is 64x192"):
+        stereo.estimate(np.zeros((64, 192, 3), np.uint8), right=np.zeros((32, 96, 3), np.uint8))
+    with pytest.raises(ValueError, match="teacher.pt is a stereo teacher checkpoint; it runs on backend"):
+        DepthEstimator.from_path(teacher, backend="onnxruntime")
+    # consumers of one camera (node, predict, bench) refuse it at load time
     with pytest.raises(ValueError, match="'teacher' checkpoint; only the monocular student"):
-        DepthEstimator.from_path(teacher)
+        stereo.require_monocular("the depth node")
+    frame = tmp_path / "frame.png"
+    cv2.imwrite(str(frame), np.zeros((64, 192, 3), np.uint8))
+    assert main(["predict", "--model", str(teacher), "--out-dir", str(tmp_path / "p"), str(frame)]) == 2
+    assert not (tmp_path / "p" / "frame_depth.npy").exists()
 
 
 # ---- commands ------------------------------------------------------------------------------------------
