@@ -1,22 +1,19 @@
-"""The evaluation runner shared by `adu-depth eval`, `adu-depth bag-eval`, the demo and training validation.
+"""The one evaluation loop: `adu-depth eval`, `adu-depth bag-eval`, the demo, training validation and the
+ablation's test rows all score through `Evaluator`.
 
     predictor = load_predictor("student.onnx", backend="onnxruntime")     # or a teacher checkpoint
     result = evaluate_samples(predictor, samples, crop="garg_kb", flip_tta=True, save_vis_dir="vis")
     print(result.table("ADU-Depth"))
     result.write_json("metrics.json")
 
-A *predictor* turns one camera frame (RGB uint8 HxWx3, its 3x3 K) into metric depth at the frame's
-resolution, and σ when the model has an uncertainty head:
+The model is always a `runtime.DepthEstimator` (student checkpoint, ONNX graph, TensorRT engine, stereo
+teacher checkpoint, or an in-memory `DepthNet` via `DepthEstimator.from_model`), so evaluation runs exactly
+what the ROS node runs: its resize/crop policy, and the focal correction f_eff / f_train when K is given
+(docs/CAMERAS.md). `EstimatorPredictor` is the thin adapter the loop talks to: it passes the right view to a
+teacher (no σ) and tells which camera pixels the network sees.
 
-* `EstimatorPredictor` wraps the deployment `runtime.DepthEstimator` (student checkpoint, ONNX graph or
-  TensorRT engine; σ available), so evaluation runs exactly what the ROS node runs.
-* `ModelPredictor` runs an in-memory `DepthNet` through the same pre-processing (`runtime.preprocess`):
-  a stereo teacher (input = left and right RGB concatenated, no σ) loaded from its checkpoint, or the model
-  being trained (validation). A teacher is thereby evaluated on stereo input through the same commands.
-
-Both apply the focal correction f_eff / f_train when K is given (docs/CAMERAS.md). Samples are
-`EvalSample`s or stereo-sample dicts of the datasets (docs/ARCHITECTURE.md); `evaluate_samples` scores
-each with `evaluation.evaluate_image` (depth metrics + AUSE/AURG on the same pixels) into a
+Samples are `EvalSample`s or stereo-sample dicts of the datasets (docs/ARCHITECTURE.md); `evaluate_samples`
+scores each with `evaluation.evaluate_image` (depth metrics + AUSE/AURG on the same pixels) into a
 `MetricAccumulator`, averages the sparsification curves, and scores `depth_dense` too when samples carry
 it (reported with a ``dense_`` prefix). Frames without ground truth (`has_gt` False, GT None) or without
 a valid GT pixel are skipped and counted (`n_skipped`). Pixels the network did not see (outside the KB
@@ -30,10 +27,10 @@ import logging
 import math
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
@@ -70,29 +67,7 @@ LATENCY_PERCENTILES = (50, 90, 99)
 
 
 # --------------------------------------------------------------------------------------------------
-# predictors
-
-
-class Predictor(Protocol):
-    """What the runner needs of a model: depth (and σ) at camera resolution for one frame."""
-
-    name: str  # short description for logs and reports
-    has_sigma: bool  # predicts σ (the student); False for the teacher
-    needs_right: bool  # stereo input: `predict` needs the right image
-
-    def predict(
-        self, image: np.ndarray, K: np.ndarray | None = None, right: np.ndarray | None = None
-    ) -> tuple[np.ndarray, np.ndarray | None]:
-        """(depth, σ or None): HxW float32 metres at the image's resolution, NaN where not seen."""
-        ...
-
-    def seen_mask(self, image_hw: tuple[int, int]) -> np.ndarray | None:
-        """Boolean HxW mask of the pixels the network sees (None: all of them)."""
-        ...
-
-    def describe(self) -> dict[str, Any]:
-        """JSON-friendly facts for the report's `meta` (backend, network input, policy, focal)."""
-        ...
+# the model
 
 
 def _box_mask(image_hw: tuple[int, int], box: tuple[int, int, int, int]) -> np.ndarray | None:
@@ -105,24 +80,41 @@ def _box_mask(image_hw: tuple[int, int], box: tuple[int, int, int, int]) -> np.n
 
 
 class EstimatorPredictor:
-    """A `runtime.DepthEstimator` (student checkpoint, ONNX or TensorRT engine) as a predictor."""
+    """A `runtime.DepthEstimator` as the evaluation loop sees it: depth (and σ) at camera resolution for
+    one frame or a batch, the pixels the network sees, and facts for the report.
 
-    needs_right = False
-    has_sigma = True
+    Args:
+        estimator: any `DepthEstimator` (`from_path`, `from_model`).
+        name: label for logs and reports (default: the model's source).
+    """
 
     def __init__(self, estimator: Any, name: str | None = None):
         self.estimator = estimator
         self.name = name or str(estimator.info.source)
+        self.needs_right = bool(estimator.info.needs_right)  # stereo teacher: frames need their right view
+        self.has_sigma = bool(estimator.info.has_sigma)
 
     def predict(
         self, image: np.ndarray, K: np.ndarray | None = None, right: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray | None]:
-        return self.estimator.estimate(image, K)
+        """(depth, σ or None): HxW float32 metres at the image's resolution, NaN where not seen."""
+        return self.estimator.estimate(image, K, right=right)
+
+    def predict_batch(
+        self,
+        images: list[np.ndarray],
+        Ks: list[np.ndarray | None],
+        rights: list[np.ndarray] | None = None,
+    ) -> tuple[list[np.ndarray], list[np.ndarray | None]]:
+        """`predict` for several frames in as few network calls as the backend allows."""
+        return self.estimator.estimate_batch(images, Ks, rights=rights)
 
     def seen_mask(self, image_hw: tuple[int, int]) -> np.ndarray | None:
+        """Boolean HxW mask of the pixels the network sees (None: all of them)."""
         return _box_mask(tuple(image_hw), self.estimator.mapping(tuple(image_hw)).box)
 
     def describe(self) -> dict[str, Any]:
+        """JSON-friendly facts for the report's `meta` (backend, network input, policy, focal)."""
         info = self.estimator.info
         return {
             "model": str(info.source),
@@ -137,149 +129,11 @@ class EstimatorPredictor:
         }
 
 
-class ModelPredictor:
-    """An in-memory `DepthNet` (teacher or student) run like the runtime runs the student.
-
-    The frame (and, for the teacher, the right frame) goes through `runtime.preprocess` with `policy`, the
-    teacher gets ``cat(left, right)`` (6 channels), the output is restored to camera resolution and
-    multiplied by f_eff / f_train when K and `focal_px` are known. The student's σ is exp(0.5 · log σ²).
-
-    Args:
-        model: a `models.DepthNet`; it is run in eval mode (its training flag is restored afterwards).
-        focal_px: fx of the training images at the network input (checkpoint `meta.focal_px`); None: no
-            focal correction.
-        policy: 'resize' or 'kb_crop' (`runtime.POLICIES`).
-        device: torch device; default: the device of the model's parameters (`from_checkpoint`: CUDA
-            when available). The model is moved there.
-        name: label for reports.
-    """
-
-    def __init__(
-        self,
-        model: Any,
-        focal_px: float | None = None,
-        policy: str = "resize",
-        device: Any = None,
-        name: str | None = None,
-    ):
-        import torch
-
-        from adu_depth_core.runtime import POLICIES
-
-        if policy not in POLICIES:
-            raise ValueError(f"unknown resize/crop policy {policy!r}; expected one of {list(POLICIES)}")
-        if getattr(model, "inference_only", False):
-            raise ValueError("ModelPredictor needs a DepthNet in its normal (non-export) mode")
-        self.model = model
-        self.stage = str(model.stage)
-        self.needs_right = self.stage == "teacher"
-        self.has_sigma = self.stage == "student"
-        self.policy = policy
-        self.input_hw = (int(model.config.input_size[0]), int(model.config.input_size[1]))
-        self.focal_px = float(focal_px) if focal_px else None
-        # default: where the model already is (training validation keeps it on its GPU)
-        first = next(model.parameters(), None)
-        if device is not None:
-            self.device = torch.device(device)
-        else:
-            self.device = first.device if first is not None else torch.device("cpu")
-        model.to(self.device)
-        self.name = name or f"{self.stage} ({model.config.preset})"
-        self.source: str | None = None
-        self._said_no_focal = False
-
-    @classmethod
-    def from_checkpoint(
-        cls, path: str | Path, policy: str = "resize", device: Any = None, ckpt: dict[str, Any] | None = None
-    ) -> ModelPredictor:
-        """Load a teacher or student checkpoint (`ckpt`: the already-loaded dict of `path`)."""
-        from adu_depth_core.checkpoint import load_checkpoint
-        from adu_depth_core.models import load_model
-
-        ckpt = load_checkpoint(path) if ckpt is None else ckpt
-        try:
-            model = load_model(ckpt)
-        except ValueError as exc:
-            raise ValueError(f"{path}: {exc}") from None
-        focal = (ckpt.get("meta") or {}).get("focal_px")
-        if not focal:
-            log.warning(
-                "%s records no training focal (meta.focal_px): depth is not rescaled to the camera", path
-            )
-        from adu_depth_core.runtime.backends import resolve_device
-
-        predictor = cls(model, focal, policy, resolve_device(device), name=Path(path).name)
-        predictor.source = str(path)
-        return predictor
-
-    def _factor(self, K: np.ndarray | None, image_hw: tuple[int, int]) -> float:
-        from adu_depth_core.runtime import focal_scale_factor
-
-        if K is None:
-            return 1.0
-        if self.focal_px is None:
-            if not self._said_no_focal:
-                log.warning("%s: no training focal known; depth is not rescaled to this camera", self.name)
-                self._said_no_focal = True
-            return 1.0
-        return focal_scale_factor(K, image_hw, self.input_hw, self.policy, self.focal_px)
-
-    def predict(
-        self, image: np.ndarray, K: np.ndarray | None = None, right: np.ndarray | None = None
-    ) -> tuple[np.ndarray, np.ndarray | None]:
-        import torch
-
-        from adu_depth_core.runtime.preprocess import check_image, plan_input, prepare_batch, restore
-
-        image = check_image(image, "left image")
-        mapping = plan_input(image.shape[:2], self.input_hw, self.policy)
-        x = prepare_batch([image], [mapping])  # 1, 3, h, w in [0, 1]
-        if self.needs_right:
-            if right is None:
-                raise ValueError(f"{self.name}: the stereo teacher needs the right image of every frame")
-            right = check_image(right, "right image")
-            if right.shape[:2] != image.shape[:2]:
-                raise ValueError(
-                    f"right image is {right.shape[0]}x{right.shape[1]}, the left is "
-                    f"{image.shape[0]}x{image.shape[1]}; a stereo pair needs one size"
-                )
-            x = np.concatenate([x, prepare_batch([right], [mapping])], axis=1)  # 1, 6, h, w
-        factor = self._factor(K, image.shape[:2])
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            with torch.inference_mode():
-                out = self.model(torch.from_numpy(x).to(self.device))
-        finally:
-            self.model.train(was_training)
-        depth = restore(out.depth[0, 0].float().cpu().numpy(), mapping, factor)
-        sigma = None
-        if self.has_sigma and out.log_var is not None:
-            sigma = restore(torch.exp(0.5 * out.log_var[0, 0].float()).cpu().numpy(), mapping, factor)
-        return depth, sigma
-
-    def seen_mask(self, image_hw: tuple[int, int]) -> np.ndarray | None:
-        from adu_depth_core.runtime.preprocess import plan_input
-
-        return _box_mask(tuple(image_hw), plan_input(image_hw, self.input_hw, self.policy).box)
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "model": self.source or self.name,
-            "stage": self.stage,
-            "backend": f"torch ({self.device})",
-            "policy": self.policy,
-            "input_size": list(self.input_hw),
-            "focal_px": self.focal_px,
-            "preset": self.model.config.preset,
-        }
-
-
 def load_predictor(
     path: str | Path, backend: str = "auto", policy: str = "resize", device: Any = None
-) -> Predictor:
-    """A predictor for a model file: a teacher checkpoint → `ModelPredictor` (stereo, no σ); a student
-    checkpoint, ONNX graph or TensorRT engine → `EstimatorPredictor` over `DepthEstimator.from_path`.
+) -> EstimatorPredictor:
+    """The predictor of a model file: a student checkpoint, ONNX graph or TensorRT engine, or a stereo
+    teacher checkpoint (backend torch only), through `DepthEstimator.from_path`.
 
     Every failure to load is one `FileNotFoundError` / `ValueError` naming the file.
     """
@@ -287,20 +141,8 @@ def load_predictor(
     from adu_depth_core.runtime.backends import source_kind
 
     path = Path(path)
-    kind = source_kind(path)  # FileNotFoundError / ValueError for a missing file or unknown suffix
+    source_kind(path)  # FileNotFoundError / ValueError for a missing file or unknown suffix
     try:
-        if kind == "checkpoint":
-            from adu_depth_core.checkpoint import load_checkpoint
-
-            ckpt = load_checkpoint(path)
-            if ckpt.get("stage") == "teacher":
-                if backend not in ("auto", "torch"):
-                    raise ValueError(
-                        f"{path} is a stereo teacher checkpoint; it runs on backend 'torch' only "
-                        f"(got {backend!r})"
-                    )
-                return ModelPredictor.from_checkpoint(path, policy, device, ckpt=ckpt)
-            del ckpt
         return EstimatorPredictor(DepthEstimator.from_path(path, backend, policy, device), name=path.name)
     except (ValueError, FileNotFoundError, FileExistsError) as exc:
         text = str(exc)
@@ -499,6 +341,16 @@ class EvalResult:
             out[DENSE_PREFIX + "n_skipped"] = self.dense.n_skipped
         return out
 
+    def flat_metrics(self) -> dict[str, float]:
+        """The means of the scored images and `n_images`, then ``dense_<key>`` and `dense_n_images` when a
+        dense GT image was scored: only numbers, only keys something produced (training validation's
+        metrics: hooks, best_metric, the ablation's tables)."""
+        out = {**self.metrics.mean(), "n_images": float(self.metrics.n_images)}
+        if self.dense is not None and self.dense.n_images:
+            out.update({DENSE_PREFIX + k: v for k, v in self.dense.mean().items()})
+            out[DENSE_PREFIX + "n_images"] = float(self.dense.n_images)
+        return out
+
     def latency(self) -> dict[str, float | None]:
         """p50/p90/p99/mean milliseconds of the predictor's calls (flip TTA: both passes)."""
         return _percentiles(self.latencies_ms)
@@ -548,10 +400,11 @@ def _slug(text: str, limit: int = 80) -> str:
 
 
 class Evaluator:
-    """Frame-by-frame evaluation (`evaluate_samples` is a loop over `add`); `result()` at any time.
+    """Frame-by-frame evaluation (`evaluate_samples` is a loop over `add`; `add_batch` predicts several
+    frames in one network call); `result()` at any time.
 
     Args:
-        predictor: a `Predictor` (`load_predictor`).
+        predictor: an `EstimatorPredictor` (`load_predictor`) or a `runtime.DepthEstimator`.
         crop: evaluation crop (`evaluation.CROPS`; None = none), applied to each GT image.
         flip_tta: average with the un-flipped prediction of the mirrored image (monocular models only).
         min_depth, max_depth: evaluation range (GT outside is ignored, predictions are clipped to it).
@@ -564,7 +417,7 @@ class Evaluator:
 
     def __init__(
         self,
-        predictor: Predictor,
+        predictor: EstimatorPredictor | Any,
         *,
         crop: str | None = None,
         flip_tta: bool = False,
@@ -576,6 +429,8 @@ class Evaluator:
         predict_all: bool = False,
         meta: Mapping[str, Any] | None = None,
     ):
+        if not isinstance(predictor, EstimatorPredictor):
+            predictor = EstimatorPredictor(predictor)
         if flip_tta and predictor.needs_right:
             raise ValueError(
                 "flip test-time augmentation is not defined for a stereo teacher (mirroring swaps the "
@@ -611,22 +466,34 @@ class Evaluator:
 
     # -- one frame --
 
-    def _predict(self, s: EvalSample) -> tuple[np.ndarray, np.ndarray | None, float]:
+    def _predict(self, samples: list[EvalSample]) -> list[tuple[np.ndarray, np.ndarray | None, float]]:
+        """(depth, σ, latency ms) of each sample: one batched call, or one call per frame with flip TTA
+        (a batch's latency is shared equally by its frames)."""
         p = self.predictor
-        if p.needs_right and s.right is None:
-            raise ValueError(f"{s.id}: the stereo teacher needs the right image, the sample has none")
-        t0 = time.perf_counter()
+        for s in samples:
+            if p.needs_right and s.right is None:
+                raise ValueError(f"{s.id}: the stereo teacher needs the right image, the sample has none")
+        out: list[tuple[Any, Any, float]] = []
         if self.flip_tta:
-            depth, sigma = _flip_tta(lambda img: p.predict(img, s.K), s.image)
-        else:
-            depth, sigma = p.predict(s.image, s.K, s.right)
-        latency = (time.perf_counter() - t0) * 1e3
-        depth = np.asarray(depth, dtype=np.float32)
-        if depth.shape != s.image.shape[:2]:
-            raise ValueError(
-                f"{s.id}: the model returned depth {depth.shape} for a {s.image.shape[:2]} image"
-            )
-        return depth, (None if sigma is None else np.asarray(sigma, dtype=np.float32)), latency
+            for s in samples:
+                t0 = time.perf_counter()
+                depth, sigma = _flip_tta(lambda img, K=s.K: p.predict(img, K), s.image)
+                out.append((depth, sigma, (time.perf_counter() - t0) * 1e3))
+        elif samples:
+            t0 = time.perf_counter()
+            rights = [s.right for s in samples] if p.needs_right else None
+            depths, sigmas = p.predict_batch([s.image for s in samples], [s.K for s in samples], rights)
+            latency = (time.perf_counter() - t0) * 1e3 / len(samples)
+            out = [(d, sg, latency) for d, sg in zip(depths, sigmas)]
+        results = []
+        for s, (depth, sigma, latency) in zip(samples, out):
+            depth = np.asarray(depth, dtype=np.float32)
+            if depth.shape != s.image.shape[:2]:
+                raise ValueError(
+                    f"{s.id}: the model returned depth {depth.shape} for a {s.image.shape[:2]} image"
+                )
+            results.append((depth, None if sigma is None else np.asarray(sigma, dtype=np.float32), latency))
+        return results
 
     def _seen(self, hw: tuple[int, int]) -> np.ndarray | None:
         """The network's field of view in an image of size `hw` (checked once per size, with the crop)."""
@@ -658,18 +525,37 @@ class Evaluator:
 
     def add(self, sample: EvalSample | Mapping[str, Any]) -> FrameResult:
         """Predict and score one frame; returns its `FrameResult` (also kept for `result()`)."""
-        s = as_eval_sample(sample, self._count)
-        self._count += 1
+        return self.add_batch([sample])[0]
+
+    def add_batch(self, samples: Sequence[EvalSample | Mapping[str, Any]]) -> list[FrameResult]:
+        """`add` for several frames, predicted together (`DepthEstimator.estimate_batch`); the same records
+        and numbers as adding them one by one."""
+        staged = []
+        for sample in samples:  # every input checked before anything is predicted or recorded
+            s = as_eval_sample(sample, self._count + len(staged))
+            gt = None if s.gt is None else _to_depth(s.gt, f"{s.id}: gt")
+            if gt is not None and gt.shape != s.image.shape[:2]:
+                raise ValueError(f"{s.id}: ground truth is {gt.shape}, the image is {s.image.shape[:2]}")
+            staged.append((s, gt))
+        to_run = [s for s, gt in staged if gt is not None or self.predict_all]
+        predictions = iter(self._predict(to_run))
+        results = []
+        for s, gt in staged:
+            self._count += 1
+            run = next(predictions) if gt is not None or self.predict_all else None
+            results.append(self._finish(s, gt, run))
+        return results
+
+    def _finish(
+        self, s: EvalSample, gt: np.ndarray | None, run: tuple[np.ndarray, np.ndarray | None, float] | None
+    ) -> FrameResult:
+        """Score (or skip) one predicted frame and keep its record."""
         record: dict[str, Any] = {"id": s.id}
         if s.stamp_ns is not None:
             record["stamp_ns"] = int(s.stamp_ns)
-        gt = None if s.gt is None else _to_depth(s.gt, f"{s.id}: gt")
-        if gt is not None and gt.shape != s.image.shape[:2]:
-            raise ValueError(f"{s.id}: ground truth is {gt.shape}, the image is {s.image.shape[:2]}")
-        if gt is None and not self.predict_all:
+        if run is None:
             return self._skip(s.id, record, "no ground truth", None, None, None)
-
-        depth, sigma, latency = self._predict(s)
+        depth, sigma, latency = run
         self.latencies_ms.append(latency)
         record["latency_ms"] = latency
         if gt is None:
@@ -761,7 +647,7 @@ class Evaluator:
 
 
 def evaluate_samples(
-    predictor: Predictor,
+    predictor: EstimatorPredictor | Any,
     samples: Iterable[EvalSample | Mapping[str, Any]],
     crop: str | None = None,
     flip_tta: bool = False,
@@ -816,8 +702,6 @@ __all__ = [
     "EvalSample",
     "Evaluator",
     "FrameResult",
-    "ModelPredictor",
-    "Predictor",
     "as_eval_sample",
     "dataset_samples",
     "evaluate_samples",

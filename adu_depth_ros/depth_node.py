@@ -107,7 +107,8 @@ def load_estimator(params: NodeParams) -> Any:
     # heavy (torch / onnxruntime): imported only once the parameters are valid
     from adu_depth_core.runtime import DepthEstimator
 
-    return DepthEstimator.from_path(params.model_path, backend=params.backend, policy=params.policy)
+    estimator = DepthEstimator.from_path(params.model_path, backend=params.backend, policy=params.policy)
+    return estimator.require_monocular("the depth node")
 
 
 class DepthNode(Node):

@@ -1,10 +1,10 @@
 """Running depth metrics for `eval_node` (live `ros2 bag play` replays), without ROS.
 
-Each synchronised (prediction, ground truth) pair goes through the one metrics function of the
-project, `adu_depth_core.evaluation.depth_metrics`, so numbers here are comparable with `adu-depth
-eval` and `bag-eval`. Per-image metrics are averaged over images, as `MetricAccumulator` does:
-cumulatively (running sums, constant memory for hours of replay) and over the most recent `window`
-pairs (a `MetricAccumulator` rebuilt from a bounded deque at report time).
+Each synchronised (prediction, ground truth) pair is scored by the per-frame function of `adu-depth
+eval` and `bag-eval`, `adu_depth_core.evaluation.evaluate_image`, into the shared `MetricAccumulator`:
+cumulatively (its running-sums mode, constant memory for hours of replay). What is added here is only the
+window: the mean over the most recent `window` pairs (an accumulator rebuilt from a bounded deque at
+report time), and the pairing statistics (stamp differences, errors).
 
 Differences from the offline protocol are explicit parameters: `crop` (a `crops.CROPS` name) and
 `ignore_invalid_prediction` — the node publishes NaN where the network saw nothing (e.g. outside
@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from adu_depth_core.data.ros_messages import msg_to_depth, msg_to_image, stamp_to_ns
-from adu_depth_core.evaluation import MetricAccumulator, depth_metrics
+from adu_depth_core.evaluation import MetricAccumulator, evaluate_image
 
 from .params import EvalParams
 
@@ -74,12 +74,9 @@ class LiveEvaluator:
     def __init__(self, params: EvalParams) -> None:
         self.params = params
         self._lock = threading.Lock()
-        self._sums: dict[str, float] = {}
-        self._counts: dict[str, int] = {}
+        self._all = MetricAccumulator(keep_per_image=False)
         self._recent: deque[tuple[str, dict[str, float]]] = deque(maxlen=params.window)
         self.pairs = 0
-        self.evaluated = 0
-        self.skipped = 0
         self.errors = 0
         self.last_error = ""
         self._stamp_diff_sum = 0.0
@@ -102,13 +99,8 @@ class LiveEvaluator:
                     f"{gt.shape[1]}x{gt.shape[0]} (WxH); the GT must be rendered at the camera's resolution"
                 )
             mask = np.isfinite(pred) if self.params.ignore_invalid_prediction else None
-            metrics = depth_metrics(
-                pred,
-                gt,
-                self.params.min_depth,
-                self.params.max_depth,
-                mask,
-                crop=self.params.crop,
+            metrics = evaluate_image(
+                pred, gt, None, self.params.min_depth, self.params.max_depth, mask, crop=self.params.crop
             )
         except PairError as exc:
             self._record_error(str(exc))
@@ -121,15 +113,21 @@ class LiveEvaluator:
             self.pairs += 1
             self._stamp_diff_sum += stamp_diff_s
             self._stamp_diff_max = max(self._stamp_diff_max, stamp_diff_s)
-            if metrics is None:
-                self.skipped += 1
-            else:
-                self.evaluated += 1
-                for key, value in metrics.items():
-                    self._sums[key] = self._sums.get(key, 0.0) + value
-                    self._counts[key] = self._counts.get(key, 0) + 1
-                self._recent.append((pair_id or str(self.pairs), metrics))
+            pair_id = pair_id or str(self.pairs)
+            self._all.add(metrics, pair_id)
+            if metrics is not None:
+                self._recent.append((pair_id, metrics))
         return PairResult(metrics, stamp_diff_s)
+
+    @property
+    def evaluated(self) -> int:
+        """Pairs scored (at least one valid GT pixel)."""
+        return self._all.n_images
+
+    @property
+    def skipped(self) -> int:
+        """Pairs without a valid GT pixel."""
+        return self._all.n_skipped
 
     def add_messages(self, pred_msg: Any, gt_msg: Any) -> PairResult:
         """`add` for a depth/image message and a GT depth message (rclpy or rosbags)."""
@@ -149,7 +147,7 @@ class LiveEvaluator:
     def cumulative(self) -> dict[str, float]:
         """Mean of each metric over every evaluated pair so far."""
         with self._lock:
-            return {k: self._sums[k] / self._counts[k] for k in self._sums}
+            return self._all.mean()
 
     def recent(self) -> dict[str, float]:
         """Mean of each metric over the last `window` evaluated pairs (via MetricAccumulator)."""

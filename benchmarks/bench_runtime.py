@@ -30,7 +30,7 @@ from adu_depth_core.checkpoint import save_checkpoint
 from adu_depth_core.config import parse_size, to_dict
 from adu_depth_core.fileio import atomic_write_bytes
 from adu_depth_core.models import ModelConfig, build_student
-from adu_depth_core.runtime import DepthEstimator, TorchBackend, export_onnx, load_student
+from adu_depth_core.runtime import DepthEstimator, InferenceGraph, export_onnx, load_student
 from adu_depth_core.sysinfo import cpu_name
 
 OPT_LEVELS = ("ORT_DISABLE_ALL", "ORT_ENABLE_BASIC", "ORT_ENABLE_EXTENDED", "ORT_ENABLE_ALL")
@@ -119,8 +119,8 @@ def main() -> int:
         for size in sizes:
             print(f"{preset} {size[0]}x{size[1]}", flush=True)
             ckpt, onnx_path = prepare(preset, size, workdir)
-            model, info = load_student(ckpt)
-            graph = TorchBackend(model, info, "cpu").graph
+            model, _ = load_student(ckpt)
+            graph = InferenceGraph(model).eval()
             x = rng.random((1, 3, *size), dtype=np.float32)
             xt = torch.from_numpy(x)
             for threads in args.threads:

@@ -22,7 +22,6 @@ from adu_depth_core.evaluate import (
     SUMMARY_KEYS,
     EstimatorPredictor,
     EvalSample,
-    ModelPredictor,
     dataset_samples,
     evaluate_samples,
     load_predictor,
@@ -188,7 +187,8 @@ def test_eval_teacher_on_stereo_input(models, kitti_tree, tmp_path, capsys):
 def test_teacher_predictor_runs_cat_left_right(models, kitti_tree):
     """The teacher sees left and right: swapping in another right image changes its depth."""
     teacher = load_predictor(models["teacher"], device="cpu")
-    assert isinstance(teacher, ModelPredictor) and teacher.needs_right and not teacher.has_sigma
+    assert isinstance(teacher, EstimatorPredictor) and teacher.needs_right and not teacher.has_sigma
+    assert teacher.estimator.info.stage == "teacher" and teacher.estimator.backend_name == "torch"
     sample = next(dataset_samples(_kitti_dataset(kitti_tree)))
     d1, s1 = teacher.predict(sample.image, sample.K, sample.right)
     d2, _ = teacher.predict(sample.image, sample.K, sample.image)
@@ -196,19 +196,33 @@ def test_teacher_predictor_runs_cat_left_right(models, kitti_tree):
     assert not np.allclose(d1, d2)
     with pytest.raises(ValueError, match="needs the right image"):
         teacher.predict(sample.image, sample.K)
+    # the teacher is never exported: only the torch backend runs it, said in one line naming the file
+    with pytest.raises(ValueError, match="stereo teacher checkpoint; it runs on backend 'torch' only"):
+        load_predictor(models["teacher"], backend="onnxruntime", device="cpu")
 
 
-def test_model_predictor_matches_the_estimator(models, kitti_tree):
-    """An in-memory student (training validation) goes through the runtime's own pre/post-processing."""
-    student = load_predictor(models["student"], device="cpu")
-    assert isinstance(student, EstimatorPredictor)
-    in_memory = ModelPredictor.from_checkpoint(models["student"], device="cpu")
+def test_in_memory_model_matches_the_checkpoint_estimator(models, kitti_tree):
+    """An in-memory DepthNet (training validation) goes through the runtime's own pre/post-processing,
+    on its own device, and gets its training flag back."""
+    from adu_depth_core.checkpoint import load_checkpoint
+    from adu_depth_core.models import load_model
+    from adu_depth_core.runtime import DepthEstimator
+
     sample = next(dataset_samples(_kitti_dataset(kitti_tree)))
-    d_est, s_est = student.predict(sample.image, sample.K)
-    d_mod, s_mod = in_memory.predict(sample.image, sample.K)
-    np.testing.assert_allclose(d_mod, d_est, rtol=1e-5)
-    np.testing.assert_allclose(s_mod, s_est, rtol=1e-5)
-    assert in_memory.model.training is False
+    for stage in ("student", "teacher"):
+        from_file = load_predictor(models[stage], device="cpu")
+        model = load_model(load_checkpoint(models[stage])).train()
+        in_memory = DepthEstimator.from_model(model, FOCAL)
+        assert in_memory.info.stage == stage and in_memory.info.has_sigma == (stage == "student")
+        assert in_memory.info.focal_px == from_file.estimator.info.focal_px == FOCAL
+        d_file, s_file = from_file.predict(sample.image, sample.K, sample.right)
+        d_mod, s_mod = in_memory.estimate(sample.image, sample.K, right=sample.right)
+        np.testing.assert_allclose(d_mod, d_file, rtol=1e-5)
+        if stage == "student":
+            np.testing.assert_allclose(s_mod, s_file, rtol=1e-5)
+        else:
+            assert s_mod is None and s_file is None
+        assert model.training is True  # run in eval mode, training flag restored
 
 
 def test_flip_tta_and_kb_crop_policy(models, kitti_tree):
@@ -234,6 +248,25 @@ def test_flip_tta_and_kb_crop_policy(models, kitti_tree):
     assert np.isnan(depth[0, 0])
     expected = evaluate_image(depth, gt, sigma, mask=seen)
     assert res.summary()["abs_rel"] == pytest.approx(expected["abs_rel"], rel=1e-12)
+
+
+def test_add_batch_keeps_the_records_of_frame_by_frame(models, kitti_tree):
+    """One network call for several frames (validation's path): the same records in the same order, and
+    the same numbers to float noise; frames without GT are not predicted."""
+    from adu_depth_core.evaluate import Evaluator
+
+    samples = list(dataset_samples(_kitti_dataset(kitti_tree)))  # frame 7 has no GT
+    one, batched = (Evaluator(load_predictor(models["student"], device="cpu"), crop="garg") for _ in range(2))
+    for s in samples:
+        one.add(s)
+    frames = batched.add_batch(samples[:5]) + batched.add_batch(samples[5:])
+    assert [f.id for f in frames] == [s.id for s in samples] and frames[7].depth is None
+    assert [r["id"] for r in batched.records] == [r["id"] for r in one.records]
+    assert [r.get("skipped") for r in batched.records] == [r.get("skipped") for r in one.records]
+    a, b = one.result().summary(), batched.result().summary()
+    assert a["n_images"] == b["n_images"] == N_FRAMES - 1 and a["n_skipped"] == b["n_skipped"] == 1
+    for key in ("abs_rel", "rmse", "d1", "dense_abs_rel", "ause_abs_rel"):
+        assert b[key] == pytest.approx(a[key], rel=1e-5), key
 
 
 def test_empty_gt_is_skipped_and_summary_keeps_keys(models):

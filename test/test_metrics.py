@@ -237,6 +237,21 @@ def test_accumulator_means_skips_and_json():
     assert MetricAccumulator().mean() == {}
 
 
+def test_accumulator_running_sums_mode_gives_the_same_means():
+    """keep_per_image=False (hours of live replay): constant memory, the same means and counts."""
+    rng = np.random.default_rng(3)
+    full, running = MetricAccumulator(), MetricAccumulator(keep_per_image=False)
+    for i in range(50):
+        metrics = None if i % 7 == 3 else {"abs_rel": float(rng.random()), "rmse": float(rng.random() * 9)}
+        if metrics is not None and i % 5 == 0:
+            metrics["ause_rmse"] = float(rng.random())
+        full.add(metrics, str(i))
+        running.add(metrics, str(i))
+    assert running.mean() == full.mean() and running.counts() == full.counts()
+    assert (running.n_images, running.n_skipped) == (full.n_images, full.n_skipped) == (43, 7)
+    assert running.per_image == [] and running.skipped == []
+
+
 def test_evaluate_image_combines_depth_and_uncertainty():
     gt = _gt((10, 12))
     gt[0] = 0

@@ -151,6 +151,30 @@ def test_device_path_matches_the_numpy_path():
             assert np.array_equal(np.isnan(got[i][0]), np.isnan(ref_d))
 
 
+def test_stereo_teacher_on_both_paths(tmp_path):
+    """A teacher's two views go through the same mapping into 6 channels, on the numpy path and on the
+    torch (device) path, which is forced here onto the CPU; σ is None on both."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(preset="nano", input_size=NET)
+    teacher = build_teacher(cfg)
+    est = DepthEstimator.from_model(teacher, FOCAL, policy="kb_crop")
+    rng = np.random.default_rng(4)
+    lefts = [rng.integers(0, 256, (80, 230, 3), dtype=np.uint8) for _ in range(2)]
+    rights = [np.roll(left, -3, axis=1) for left in lefts]
+    K = np.array([[200.0, 0, 115], [0, 200.0, 40], [0, 0, 1]])
+    depths, sigmas = est.estimate_batch(lefts, [K, K], rights=rights)
+    assert sigmas == [None, None] and depths[0].shape == (80, 230) and np.isnan(depths[0][0, 0])
+    m = est.mapping((80, 230))
+    x = np.concatenate([prepare_batch(lefts[:1], [m]), prepare_batch(rights[:1], [m])], axis=1)
+    with torch.no_grad():
+        raw = teacher.eval()(torch.from_numpy(x)).depth[0, 0].numpy()
+    np.testing.assert_allclose(depths[0], restore(raw, m, 200.0 / FOCAL), rtol=1e-5, equal_nan=True)
+    est.backend.device = torch.device("cpu")  # the CUDA code path, run on the CPU
+    d_dev, s_dev = est.estimate(lefts[0], K, right=rights[0])
+    assert s_dev is None
+    np.testing.assert_allclose(d_dev, depths[0], rtol=1e-4, atol=1e-4, equal_nan=True)
+
+
 @pytest.mark.parametrize(
     "image, message",
     [
@@ -237,8 +261,21 @@ def test_model_file_errors(tmp_path, student_ckpt):
     save_checkpoint(
         teacher, {"stage": "teacher", "model_config": to_dict(cfg), "model": build_teacher(cfg).state_dict()}
     )
+    stereo = DepthEstimator.from_path(teacher, device="cpu")  # the torch backend runs a teacher
+    assert stereo.info.stage == "teacher" and stereo.info.needs_right and not stereo.info.has_sigma
+    with pytest.raises(ValueError, match="needs the right image of every frame"):
+        stereo.estimate(np.zeros((64, 192, 3), np.uint8))
+    with pytest.raises(ValueError, match="right image 0 is 32x96, the left is 64x192"):
+        stereo.estimate(np.zeros((64, 192, 3), np.uint8), right=np.zeros((32, 96, 3), np.uint8))
+    with pytest.raises(ValueError, match="teacher.pt is a stereo teacher checkpoint; it runs on backend"):
+        DepthEstimator.from_path(teacher, backend="onnxruntime")
+    # consumers of one camera (node, predict, bench) refuse it at load time
     with pytest.raises(ValueError, match="'teacher' checkpoint; only the monocular student"):
-        DepthEstimator.from_path(teacher)
+        stereo.require_monocular("the depth node")
+    frame = tmp_path / "frame.png"
+    cv2.imwrite(str(frame), np.zeros((64, 192, 3), np.uint8))
+    assert main(["predict", "--model", str(teacher), "--out-dir", str(tmp_path / "p"), str(frame)]) == 2
+    assert not (tmp_path / "p" / "frame_depth.npy").exists()
 
 
 # ---- commands ------------------------------------------------------------------------------------------

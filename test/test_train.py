@@ -4,6 +4,7 @@ at 64x192 with a handful of synthetic frames."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import random
@@ -22,9 +23,9 @@ from adu_depth_core.data.drivingstereo import write_drivingstereo_tree
 from adu_depth_core.data.factory import build_dataset, build_unlabeled_dataset
 from adu_depth_core.data.kitti import GT_DIRNAME, write_kitti_tree
 from adu_depth_core.data.synthetic import RigConfig, SyntheticRig, frames_for_split, rig_intrinsics
-from adu_depth_core.models import load_model
+from adu_depth_core.models import ModelConfig, build_model, load_model
 from adu_depth_core.train import distributed as du
-from adu_depth_core.train.ablation import parse_rows, run_ablation
+from adu_depth_core.train.ablation import parse_rows, run_ablation, score_checkpoint
 from adu_depth_core.train.config import DataConfig, TrainConfig, UnlabeledConfig, load_train_config
 from adu_depth_core.train.engine import DepthTrainer, train
 from adu_depth_core.train.hooks import HookBase, PolynomialLR, metric_mode
@@ -552,6 +553,45 @@ def test_ablation_trains_the_teacher_and_rows_and_writes_the_table(tmp_path, cap
     again = run_ablation(student, tmp_path / "abl", rows=["full"], seeds=2)
     assert last.stat().st_mtime_ns == stamp
     assert again["rows"]["Full"]["sparse"] == result["rows"]["Full"]["sparse"]
+
+
+def test_ablation_test_rows_score_exactly_as_adu_depth_eval(tmp_path):
+    """Table 4's scoring (the in-memory estimator through evaluate.Evaluator, batched) and `adu-depth eval`
+    of the same checkpoints on the same KITTI frames give the same numbers — the network input (64x160)
+    differs from the frames (64x192) and f_train from their focal, so resize and focal correction count."""
+    rig = SyntheticRig(RigConfig(), tuple(SIZE))
+    root = tmp_path / "kitti"
+    write_kitti_tree(root, frames_for_split(rig, "test", 5), "test", none_every=4)  # frame 3: no GT
+    split = root / "splits" / "eigen_test_files_with_gt.txt"
+    data = {"kind": "kitti", "root": str(root), "gt_root": str(root / GT_DIRNAME), "kb_crop": False,
+            "train_split": str(split), "test_split": str(split)}  # fmt: skip
+    cfg = cfg_of(tiny(tmp_path, stage="student", teacher_checkpoint="x.pt", data=data,
+                      val={"crop": "garg", "batch_size": 1}))  # fmt: skip
+    batched = cfg.replace(val=dataclasses.replace(cfg.val, batch_size=3))
+    dataset = build_dataset(cfg.data, "test", cfg.model)
+    f_train = 0.8 * float(rig_intrinsics(tuple(SIZE))[0, 0])
+    for stage in ("student", "teacher"):
+        torch.manual_seed(1)
+        model_cfg = ModelConfig(preset="nano", input_size=(64, 160), max_depth=80.0)
+        path = tmp_path / f"{stage}.pt"
+        save_checkpoint(path, {"stage": stage, "model_config": to_dict(model_cfg),
+                               "model": build_model(model_cfg, stage).state_dict(),
+                               "meta": {"focal_px": f_train}})  # fmt: skip
+        _, sparse, dense = score_checkpoint(path, dataset, cfg, torch.device("cpu"))
+        _, sparse3, dense3 = score_checkpoint(path, dataset, batched, torch.device("cpu"))
+        out = tmp_path / f"{stage}.json"
+        cmd = ["eval", "--model", str(path), "--dataset", "kitti", "--data-path", str(root), "--split"]
+        assert cli_main([*cmd, str(split), "--crop", "garg", "--device", "cpu", "--json", str(out)]) == 0
+        report = json.loads(out.read_text())
+        assert sparse["n_images"] == report["n_images"] == 4 and report["n_skipped"] == 1
+        assert dense["n_images"] == report["dense_n_images"] == 4
+        assert ("ause_abs_rel" in sparse) == (stage == "student")
+        for key, value in sparse.items():
+            assert value == pytest.approx(report[key], rel=1e-12, abs=1e-12), (stage, key)
+            assert sparse3[key] == pytest.approx(value, rel=1e-4, abs=1e-4), (stage, key)  # batched: noise
+        for key, value in dense.items():
+            assert value == pytest.approx(report["dense_" + key], rel=1e-12, abs=1e-12), (stage, key)
+            assert dense3[key] == pytest.approx(value, rel=1e-4, abs=1e-4), (stage, key)
 
 
 def test_ablation_rows_and_config_errors(tmp_path):

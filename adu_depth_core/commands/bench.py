@@ -113,6 +113,7 @@ def benchmark(
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     est = DepthEstimator.from_path(model, backend=backend, policy=policy, device=device, fp16=fp16)
+    est.require_monocular("`bench`")
     info = est.info
     h, w = info.input_hw
     image_hw = size or (h, w)

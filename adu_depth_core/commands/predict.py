@@ -179,7 +179,7 @@ def run(args: argparse.Namespace) -> int:
 
     estimator = DepthEstimator.from_path(
         args.model, backend=args.backend, policy=args.policy, device=args.device
-    )
+    ).require_monocular("`predict`")
     max_depth = estimator.info.max_depth
     for image in images:
         plan = plan_input(sizes[image], estimator.info.input_hw, args.policy)

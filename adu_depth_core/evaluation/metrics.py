@@ -262,49 +262,54 @@ class MetricAccumulator:
 
     ``add(evaluate_image(...), image_id)``: a dict is kept for that image, None counts it as skipped.
     `mean()` averages each key over the images that have it (so depth-only and depth+uncertainty images
-    can mix). `meta` (protocol, crop, checkpoint, ...) is carried into `to_json`.
+    can mix). `meta` (protocol, crop, checkpoint, ...) is carried into `to_json`. With
+    `keep_per_image=False` only the running sums and counts are kept (constant memory for hours of live
+    replay; `per_image` and `skipped` stay empty, the means and counts are the same).
     """
 
-    def __init__(self, meta: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, meta: Mapping[str, Any] | None = None, keep_per_image: bool = True) -> None:
         self.meta: dict[str, Any] = dict(meta or {})
+        self.keep_per_image = bool(keep_per_image)
         self.per_image: list[tuple[str, dict[str, float]]] = []
         self.skipped: list[str] = []
+        self._sums: dict[str, float] = {}
+        self._counts: dict[str, int] = {}
+        self._n_images = 0
+        self._n_skipped = 0
 
     def add(self, metrics: Mapping[str, float] | None, image_id: str) -> None:
         if metrics is None:
-            self.skipped.append(str(image_id))
+            self._n_skipped += 1
+            if self.keep_per_image:
+                self.skipped.append(str(image_id))
             return
         values = {}
         for key, value in metrics.items():
             if not isinstance(value, int | float | np.integer | np.floating) or isinstance(value, bool):
                 raise ValueError(f"metric {key!r} of image {image_id!r} must be a number, got {value!r}")
             values[str(key)] = float(value)
-        self.per_image.append((str(image_id), values))
+        for key, value in values.items():
+            self._sums[key] = self._sums.get(key, 0.0) + value
+            self._counts[key] = self._counts.get(key, 0) + 1
+        self._n_images += 1
+        if self.keep_per_image:
+            self.per_image.append((str(image_id), values))
 
     @property
     def n_images(self) -> int:
-        return len(self.per_image)
+        return self._n_images
 
     @property
     def n_skipped(self) -> int:
-        return len(self.skipped)
+        return self._n_skipped
 
     def counts(self) -> dict[str, int]:
         """How many images contributed to each key's mean."""
-        out: dict[str, int] = {}
-        for _, values in self.per_image:
-            for key in values:
-                out[key] = out.get(key, 0) + 1
-        return out
+        return dict(self._counts)
 
     def mean(self) -> dict[str, float]:
         """Mean of each key over the images that have it; {} before the first image."""
-        sums: dict[str, float] = {}
-        for _, values in self.per_image:
-            for key, value in values.items():
-                sums[key] = sums.get(key, 0.0) + value
-        counts = self.counts()
-        return {key: sums[key] / counts[key] for key in sums}
+        return {key: total / self._counts[key] for key, total in self._sums.items()}
 
     def to_dict(self) -> dict[str, Any]:
         return {

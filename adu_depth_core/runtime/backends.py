@@ -12,6 +12,9 @@ ONNX graph and the TensorRT engine), and lets resize/crop happen in float before
 A backend exposes `info` (`ModelInfo`), `max_batch` (None = any), `device` (a CUDA `torch.device`
 when it consumes device tensors through `run_torch`, else None) and `run(x) -> (depth, sigma)` on
 float32 numpy arrays.
+
+`TorchBackend` also runs what is never exported: a stereo teacher (input (B, 6, H, W), the left then the
+right view; sigma None) and any in-memory `DepthNet`, e.g. the model being trained (validation).
 """
 
 from __future__ import annotations
@@ -56,6 +59,16 @@ class ModelInfo:
     opset: int | None = None
     version: str | None = None
     sigma_trained: bool = True  # False: the UEM was never trained (imported weights), σ is a placeholder
+
+    @property
+    def needs_right(self) -> bool:
+        """Stereo input: the teacher reads the left and the right view."""
+        return self.stage == "teacher"
+
+    @property
+    def has_sigma(self) -> bool:
+        """The student predicts σ; the teacher has no uncertainty head."""
+        return self.stage == "student"
 
     def to_metadata(self) -> dict[str, str]:
         """String key/values for ONNX `metadata_props` and the TensorRT engine sidecar."""
@@ -161,13 +174,41 @@ def source_kind(path: str | Path) -> str:
 # ---- checkpoints -----------------------------------------------------------------------------------
 
 
-def load_student(
-    source: str | Path | dict[str, Any], input_hw: tuple[int, int] | None = None
+def model_info(
+    model: nn.Module,
+    source: str,
+    focal_px: float | None = None,
+    *,
+    sha256: str | None = None,
+    sigma_trained: bool = True,
+) -> ModelInfo:
+    """The `ModelInfo` of a `DepthNet` (teacher or student): network input, max depth and preset from its
+    config, `focal_px` = fx of its training images at the network input (None: no focal correction)."""
+    config = model.config
+    return ModelInfo(
+        source=source,
+        backend="torch",
+        input_hw=check_network_size(config.input_size, source),
+        max_depth=float(config.max_depth),
+        focal_px=float(focal_px) if focal_px else None,
+        preset=config.preset,
+        stage=str(model.stage),
+        source_sha256=sha256,
+        version=__version__,
+        sigma_trained=sigma_trained,
+    )
+
+
+def load_network(
+    source: str | Path | dict[str, Any],
+    input_hw: tuple[int, int] | None = None,
+    stages: tuple[str, ...] = ("student", "teacher"),
 ) -> tuple[nn.Module, ModelInfo]:
-    """Rebuild the student `DepthNet` (eval mode, CPU) from a checkpoint path or dict, with its `ModelInfo`.
+    """Rebuild a `DepthNet` (eval mode, CPU) of one of `stages` from a checkpoint path or dict, with its
+    `ModelInfo`.
 
     `input_hw` rebuilds it for another network input size (Swin windows are fixed at build time); the
-    weights do not depend on it. A teacher checkpoint is refused: only the student is deployed.
+    weights do not depend on it.
     """
     from adu_depth_core.models import load_model
 
@@ -177,11 +218,13 @@ def load_student(
         ckpt, name = load_checkpoint(source), str(source)
         sha = file_sha256(source)
     stage = ckpt.get("stage")
-    if stage != "student":
-        raise ValueError(
-            f"{name}: this is a {stage!r} checkpoint; only the monocular student is deployed "
-            "(pass the checkpoint written by the student/distillation stage)"
-        )
+    if stage not in stages:
+        if stages == ("student",):
+            raise ValueError(
+                f"{name}: this is a {stage!r} checkpoint; only the monocular student is deployed "
+                "(pass the checkpoint written by the student/distillation stage)"
+            )
+        raise ValueError(f"{name}: checkpoint stage {stage!r}; expected one of {list(stages)}")
     if input_hw is not None:
         cfg = dict(ckpt["model_config"], input_size=list(check_network_size(input_hw, name)))
         ckpt = {**ckpt, "model_config": cfg}
@@ -190,22 +233,16 @@ def load_student(
     except ValueError as exc:
         raise ValueError(f"{name}: {exc}") from None
     model.eval()
-    config = model.config
-    focal = (ckpt.get("meta") or {}).get("focal_px")
-    sigma_trained = (ckpt.get("meta") or {}).get("sigma_trained", True) is not False
-    info = ModelInfo(
-        source=name,
-        backend="torch",
-        input_hw=check_network_size(config.input_size, name),
-        max_depth=float(config.max_depth),
-        focal_px=float(focal) if focal else None,
-        preset=config.preset,
-        stage="student",
-        source_sha256=sha,
-        version=__version__,
-        sigma_trained=sigma_trained,
-    )
-    return model, info
+    meta = ckpt.get("meta") or {}
+    sigma_trained = meta.get("sigma_trained", True) is not False
+    return model, model_info(model, name, meta.get("focal_px"), sha256=sha, sigma_trained=sigma_trained)
+
+
+def load_student(
+    source: str | Path | dict[str, Any], input_hw: tuple[int, int] | None = None
+) -> tuple[nn.Module, ModelInfo]:
+    """`load_network` for the student only (what is exported and deployed); a teacher is refused."""
+    return load_network(source, input_hw, stages=("student",))
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -218,13 +255,28 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 
 
 class TorchBackend:
-    """PyTorch eager on CPU or a CUDA device."""
+    """PyTorch eager on CPU or a CUDA device, for a student or a stereo teacher `DepthNet`.
+
+    Each call runs the model in eval mode and hands its training flag back afterwards, so the model being
+    trained is validated in place (not copied, not moved). Outputs: depth and σ = exp(0.5 · log σ²) for a
+    student; depth and None for a teacher, whose input has 6 channels (left, then right).
+
+    Args:
+        model: a `DepthNet` (or any module returning `DepthOutput` or `(depth, log_var)`).
+        info: its `ModelInfo` (`model_info`).
+        device: where to run it (the model is moved there); None: where its parameters already are.
+    """
 
     name = "torch"
 
     def __init__(self, model: nn.Module, info: ModelInfo, device: str | torch.device | None = None):
-        dev = resolve_device(device)
-        self.graph = InferenceGraph(model).eval().to(dev)
+        if device is not None:
+            dev = resolve_device(device)
+            model.to(dev)
+        else:
+            first = next(model.parameters(), None)
+            dev = first.device if first is not None else torch.device("cpu")
+        self.model = model
         self.info = dataclasses.replace(info, backend=self.name)
         self.max_batch: int | None = None
         self.device = dev if dev.type == "cuda" else None
@@ -237,16 +289,34 @@ class TorchBackend:
         device: str | torch.device | None = None,
         input_hw: tuple[int, int] | None = None,
     ) -> TorchBackend:
-        model, info = load_student(path, input_hw)
-        return cls(model, info, device)
+        """A teacher or student checkpoint on `device` (default: CUDA when available)."""
+        model, info = load_network(path, input_hw)
+        return cls(model, info, resolve_device(device))
 
-    def run_torch(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        with torch.inference_mode():
-            return self.graph(x)
+    @classmethod
+    def from_model(
+        cls, model: nn.Module, focal_px: float | None = None, name: str | None = None
+    ) -> TorchBackend:
+        """An in-memory `DepthNet` where it is (e.g. the model being trained, on its GPU); `focal_px`: fx of
+        its training images at the network input (None: depth is not rescaled to the camera)."""
+        source = name or f"<in-memory {model.stage} ({model.config.preset})>"
+        return cls(model, model_info(model, source, focal_px))
 
-    def run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def run_torch(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.inference_mode():
+                out = self.model(x)
+        finally:
+            self.model.train(was_training)
+        depth, log_var = out if isinstance(out, tuple) else (out.depth, out.log_var)
+        sigma = None if log_var is None else torch.exp(0.5 * log_var.float())
+        return depth.float(), sigma
+
+    def run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         depth, sigma = self.run_torch(torch.from_numpy(x).to(self._dev))
-        return depth.cpu().numpy(), sigma.cpu().numpy()
+        return depth.cpu().numpy(), None if sigma is None else sigma.cpu().numpy()
 
 
 # ---- ONNX graphs -----------------------------------------------------------------------------------

@@ -223,22 +223,27 @@ def prepare_batch_torch(
 
 
 def restore_torch(
-    depth: torch.Tensor, sigma: torch.Tensor, mappings: Sequence[InputMapping], factors: Sequence[float]
-) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(B,1,H_net,W_net) device outputs → per frame (depth, sigma) float32 numpy at camera resolution."""
-    pair = torch.cat([depth, sigma], dim=1).float()  # B, 2, h, w: one resize and one copy per frame
+    depth: torch.Tensor,
+    sigma: torch.Tensor | None,
+    mappings: Sequence[InputMapping],
+    factors: Sequence[float],
+) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    """(B,1,H_net,W_net) device outputs → per frame (depth, sigma) float32 numpy at camera resolution
+    (sigma None when the model has none: the stereo teacher)."""
+    # B, 2, h, w (B, 1 without sigma): one resize and one copy per frame
+    maps = (depth if sigma is None else torch.cat([depth, sigma], dim=1)).float()
     results = []
     for i, (mapping, factor) in enumerate(zip(mappings, factors)):
         top, left, h, w = mapping.box
-        m = pair[i : i + 1]
+        m = maps[i : i + 1]
         if factor != 1.0:
             m = m * factor
         if (h, w) != mapping.net_hw:
             m = F.interpolate(m, size=(h, w), mode="bilinear", align_corners=False)
         if not mapping.full_frame:
-            full = torch.full((1, 2, *mapping.image_hw), float("nan"), device=m.device)
+            full = torch.full((1, m.shape[1], *mapping.image_hw), float("nan"), device=m.device)
             full[:, :, top : top + h, left : left + w] = m
             m = full
         host = m[0].cpu().numpy()
-        results.append((host[0], host[1]))
+        results.append((host[0], None if sigma is None else host[1]))
     return results

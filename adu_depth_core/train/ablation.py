@@ -27,9 +27,10 @@ from adu_depth_core.distill import ablation_configs
 from adu_depth_core.evaluation import format_table
 from adu_depth_core.fileio import atomic_write_bytes
 from adu_depth_core.models import load_model
+from adu_depth_core.runtime import DepthEstimator
 from adu_depth_core.train import distributed as du
 from adu_depth_core.train.config import TrainConfig
-from adu_depth_core.train.engine import eval_loader, evaluate_model, train
+from adu_depth_core.train.engine import evaluate_model, train
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +113,19 @@ def _split_metrics(metrics: dict[str, float]) -> tuple[dict[str, float], dict[st
     sparse = {k: v for k, v in metrics.items() if not k.startswith("dense_")}
     dense = {k[len("dense_") :]: v for k, v in metrics.items() if k.startswith("dense_")}
     return sparse, dense
+
+
+def score_checkpoint(
+    path: Path, dataset: Any, cfg: TrainConfig, device: torch.device
+) -> tuple[dict[str, Any], dict[str, float], dict[str, float]]:
+    """A row's checkpoint, and its sparse and dense metrics on `dataset` — `adu-depth eval`'s loop and
+    estimator (policy resize, focal correction by the checkpoint's `meta.focal_px`), `cfg.val`'s scoring."""
+    ckpt = load_checkpoint(path)
+    model = load_model(ckpt).to(device)
+    estimator = DepthEstimator.from_model(model, (ckpt.get("meta") or {}).get("focal_px"), name=str(path))
+    metrics, _ = evaluate_model(estimator, dataset, cfg)
+    sparse, dense = _split_metrics(metrics)
+    return ckpt, sparse, dense
 
 
 def run_ablation(
@@ -213,27 +227,12 @@ def _evaluate_rows(
     device: torch.device,
 ) -> dict[str, Any]:
     dataset = build_dataset(cfg.data, split, cfg.model)
-    loader = eval_loader(dataset, cfg.val.batch_size, min(cfg.num_workers, 2))
-    kwargs = dict(
-        device=device,
-        min_depth=cfg.val.min_depth,
-        max_depth=cfg.eval_max_depth,
-        crop=cfg.val.crop,
-    )
-
-    def score(path: Path) -> tuple[dict[str, Any], dict[str, float], dict[str, float]]:
-        ckpt = load_checkpoint(path)
-        model = load_model(ckpt).to(device)
-        metrics, _ = evaluate_model(model, loader, amp="none", **kwargs)
-        sparse, dense = _split_metrics(metrics)
-        return ckpt, sparse, dense
-
     entries: dict[str, dict[str, Any]] = {}
     rows = [("Teacher", [teacher_path])] + [(ROW_LABELS[k], paths) for k, paths in row_ckpts.items()]
     for label, paths in rows:
         runs = []
         for path in paths:
-            ckpt, sparse, dense = score(path)
+            ckpt, sparse, dense = score_checkpoint(path, dataset, cfg, device)
             runs.append({"checkpoint": str(path), "seed": ckpt.get("config", {}).get("seed"),
                          "steps": ckpt.get("step"), "sparse": sparse, "dense": dense})
         entry: dict[str, Any] = {

@@ -15,6 +15,7 @@ sample, and checkpoints carry the RNG states of every rank and the position insi
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import math
 import os
@@ -33,15 +34,11 @@ from adu_depth_core.checkpoint import load_checkpoint, save_checkpoint
 from adu_depth_core.config import to_dict
 from adu_depth_core.data.factory import build_dataset, build_unlabeled_dataset, has_split
 from adu_depth_core.distill import DistillationLoss, PhotometricConfig, SILogLoss, StereoPhotometricLoss
-from adu_depth_core.evaluation import (
-    MetricAccumulator,
-    colorize_depth,
-    colorize_uncertainty,
-    evaluate_image,
-    make_panel,
-)
+from adu_depth_core.evaluate import EvalSample, Evaluator, FrameResult, dataset_samples
+from adu_depth_core.evaluation import colorize_depth, colorize_uncertainty, make_panel
 from adu_depth_core.fileio import atomic_copy
 from adu_depth_core.models import DepthNet, build_model, load_model
+from adu_depth_core.runtime import DepthEstimator
 from adu_depth_core.train import distributed as du
 from adu_depth_core.train import hooks as H
 from adu_depth_core.train.config import TrainConfig
@@ -199,91 +196,43 @@ def autocast_context(device: torch.device, amp: str):
 # Evaluation (validation during training, test rows of the ablation)
 
 
-@torch.no_grad()
 def evaluate_model(
-    model: DepthNet,
-    loader,
+    estimator: DepthEstimator,
+    dataset,
+    cfg: TrainConfig,
     *,
-    device: torch.device,
-    min_depth: float,
-    max_depth: float,
-    crop: str | None = None,
     max_images: int | None = None,
     num_vis: int = 0,
-    amp: str = "none",
 ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
-    """Metrics of `model` over a loader of stereo samples, and a few visualisation panels.
+    """Metrics of `estimator` over `dataset` by `adu-depth eval`'s loop (`evaluate.Evaluator`), and panels.
 
-    Sparse metrics (on `depth`) keep their names (`abs_rel`, ...); when samples carry `depth_dense` the
-    same metrics on the dense GT are added as `dense_<name>`. Students also get AUSE/AURG from their
-    σ = exp(s/2). `n_images` / `dense_n_images` count the evaluated images.
+    The dataset's eval frames go at their resolution, `cfg.val.batch_size` per network call, through the
+    estimator (its resize policy and focal correction) and are scored with `cfg.val`'s crop and depth
+    range, so a number here is the number `adu-depth eval` gives for the checkpoint of the same model on the same frames. Keys: the sparse
+    metrics (`abs_rel`, ...; AUSE/AURG for a student), `n_images`, and `dense_<name>` / `dense_n_images`
+    when samples carry dense GT (`EvalResult.flat_metrics`). `num_vis` panels of the first predicted frames.
     """
-    was_training = model.training
-    model.eval()
-    sparse, dense = MetricAccumulator(), MetricAccumulator()
-    images: dict[str, np.ndarray] = {}
-    seen = 0
-    try:
-        for batch in loader:
-            with autocast_context(device, amp):
-                out = model(model_input(model, batch, device))
-            depth = out.depth.float().cpu().numpy()[:, 0]
-            sigma = None
-            if out.log_var is not None:
-                sigma = torch.exp(0.5 * out.log_var.float()).cpu().numpy()[:, 0]
-            gts = batch["depth"].numpy()[:, 0]
-            dense_gts = batch["depth_dense"].numpy()[:, 0] if "depth_dense" in batch else None
-            has_gt = batch.get("has_gt")
-            for i in range(depth.shape[0]):
-                if max_images is not None and seen >= max_images:
-                    break
-                sid = str(batch["id"][i]) if "id" in batch else str(seen)
-                sig = None if sigma is None else sigma[i]
-                if has_gt is not None and not bool(has_gt[i]):
-                    sparse.add(None, sid)
-                else:
-                    sparse.add(evaluate_image(depth[i], gts[i], sig, min_depth, max_depth, crop=crop), sid)
-                if dense_gts is not None:
-                    dense.add(
-                        evaluate_image(depth[i], dense_gts[i], sig, min_depth, max_depth, crop=crop), sid
-                    )
-                if seen < num_vis:
-                    images[f"sample_{seen}"] = _panel(batch, i, depth[i], gts[i], sig, max_depth, dense_gts)
-                seen += 1
-            if max_images is not None and seen >= max_images:
-                break
-    finally:
-        model.train(was_training)
-    metrics = dict(sparse.mean())
-    metrics["n_images"] = float(sparse.n_images)
-    if dense.n_images:
-        metrics.update({f"dense_{k}": v for k, v in dense.mean().items()})
-        metrics["dense_n_images"] = float(dense.n_images)
-    return metrics, images
-
-
-def _panel(batch, i, depth, gt, sigma, max_depth, dense_gts) -> np.ndarray:
-    rgb = (batch["left"][i].permute(1, 2, 0).clamp(0, 1).numpy() * 255).round().astype(np.uint8)
-    rows = [("left image", rgb), ("predicted depth", colorize_depth(depth, max_depth))]
-    if dense_gts is not None:
-        rows.append(("dense GT", colorize_depth(dense_gts[i], max_depth)))
-    rows.append(("sparse GT", colorize_depth(gt, max_depth)))
-    if sigma is not None:
-        rows.append(("uncertainty sigma", colorize_uncertainty(sigma)))
-    return make_panel(rows, columns=2)
-
-
-def eval_loader(dataset, batch_size: int, num_workers: int) -> DataLoader:
-    return DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=num_workers,
-        drop_last=False,
-        persistent_workers=False,
-        worker_init_fn=du.seed_worker if num_workers else None,
-        generator=torch.Generator().manual_seed(0),  # keeps the global RNG stream untouched
+    evaluator = Evaluator(
+        estimator, crop=cfg.val.crop, min_depth=cfg.val.min_depth, max_depth=cfg.eval_max_depth
     )
+    images: dict[str, np.ndarray] = {}
+    samples = dataset_samples(dataset, max_images)
+    while chunk := list(itertools.islice(samples, cfg.val.batch_size)):
+        for sample, frame in zip(chunk, evaluator.add_batch(chunk)):
+            if len(images) < num_vis and frame.depth is not None:
+                images[f"sample_{len(images)}"] = _panel(sample, frame, cfg.eval_max_depth)
+    return evaluator.result().flat_metrics(), images
+
+
+def _panel(sample: EvalSample, frame: FrameResult, max_depth: float) -> np.ndarray:
+    rows = [("left image", sample.image), ("predicted depth", colorize_depth(frame.depth, max_depth))]
+    if sample.gt_dense is not None:
+        rows.append(("dense GT", colorize_depth(sample.gt_dense, max_depth)))
+    if sample.gt is not None:
+        rows.append(("sparse GT", colorize_depth(sample.gt, max_depth)))
+    if frame.sigma is not None:
+        rows.append(("uncertainty sigma", colorize_uncertainty(frame.sigma)))
+    return make_panel(rows, columns=2)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -706,18 +655,11 @@ class DepthTrainer(TrainerBase):
     def validate(self) -> tuple[dict[str, float], dict[str, np.ndarray]]:
         """Metrics of the current model on the validation set (rank 0)."""
         assert self.val_set is not None
-        loader = eval_loader(self.val_set, self.cfg.val.batch_size, min(self.cfg.num_workers, 2))
-        return evaluate_model(
-            self.model,
-            loader,
-            device=self.device,
-            min_depth=self.cfg.val.min_depth,
-            max_depth=self.cfg.eval_max_depth,
-            crop=self.cfg.val.crop,
-            max_images=self.cfg.val.max_images,
-            num_vis=self.cfg.val.num_vis,
-            amp=self.amp,
-        )
+        # the model in place, with this rank's training focal (what its checkpoint will record)
+        estimator = DepthEstimator.from_model(self.model, self.focal.mean)
+        val = self.cfg.val
+        return evaluate_model(estimator, self.val_set, self.cfg, max_images=val.max_images,
+                              num_vis=val.num_vis)  # fmt: skip
 
     # ---------------------------------------------------------------- checkpoints
     def _global_focal(self) -> FocalStats:
