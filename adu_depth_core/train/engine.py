@@ -208,9 +208,10 @@ def evaluate_model(
 
     The dataset's eval frames go at their resolution, `cfg.val.batch_size` per network call, through the
     estimator (its resize policy and focal correction) and are scored with `cfg.val`'s crop and depth
-    range, so a number here is the number `adu-depth eval` gives for the checkpoint of the same model on the same frames. Keys: the sparse
-    metrics (`abs_rel`, ...; AUSE/AURG for a student), `n_images`, and `dense_<name>` / `dense_n_images`
-    when samples carry dense GT (`EvalResult.flat_metrics`). `num_vis` panels of the first predicted frames.
+    range, so a number here is the number `adu-depth eval` gives for the checkpoint of the same model on
+    the same frames. Keys: the sparse metrics (`abs_rel`, ...; AUSE/AURG for a student), `n_images`, and
+    `dense_<name>` / `dense_n_images` when samples carry dense GT (`EvalResult.flat_metrics`). `num_vis`
+    panels of the first predicted frames.
     """
     evaluator = Evaluator(
         estimator, crop=cfg.val.crop, min_depth=cfg.val.min_depth, max_depth=cfg.eval_max_depth
