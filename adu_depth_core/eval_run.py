@@ -17,7 +17,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 from adu_depth_core.data.factory import EvalDataSpec, build_eval_dataset
-from adu_depth_core.evaluate import EvalResult, Predictor, dataset_samples, evaluate_samples, load_predictor
+from adu_depth_core.evaluate import (
+    EstimatorPredictor,
+    EvalResult,
+    dataset_samples,
+    evaluate_samples,
+    load_predictor,
+)
 from adu_depth_core.evaluation import MAX_DEPTH, MIN_DEPTH
 
 # `--protocol` → the table layout of `EvalResult.table`
@@ -47,7 +53,7 @@ class ScoringSpec:
         if self.max_vis < 0:
             raise ValueError(f"--max-vis must be >= 0, got {self.max_vis}")
 
-    def load_predictor(self) -> Predictor:
+    def load_predictor(self) -> EstimatorPredictor:
         return load_predictor(self.model, self.backend, self.policy, self.device)
 
     def evaluator_options(self, crop: str | None) -> dict[str, Any]:
