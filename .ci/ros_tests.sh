@@ -13,15 +13,18 @@ if [ -z "${ROS_DISTRO:-}" ]; then
     echo "ROS 2 not found (ROS_DISTRO unset, no $ros_root/setup.bash): the ROS tests were skipped"
     exit 0
 fi
-echo "ROS 2 $ROS_DISTRO found: colcon build and the ROS tests"
-# colcon writes the nodes' entry points for the python it runs under: run it from the venv, so the nodes
-# get the venv's python (torch, onnxruntime, opencv-python<5) and not colcon's own
-if ! .venv/bin/python -c "import colcon_core" 2>/dev/null; then
-    .venv/bin/pip install -q "colcon-common-extensions>=0.3"
+venv="${ADU_DEPTH_VENV:-$PWD/.venv}"
+# colcon writes the nodes' entry points for the python it runs under: it must be the venv's (torch,
+# onnxruntime, opencv-python<5), so colcon is run from the venv, not from wherever else it is installed
+if [ ! -x "$venv/bin/colcon" ]; then
+    echo "ROS 2 $ROS_DISTRO is sourced but colcon is not installed in $venv: run" \
+        "$venv/bin/pip install colcon-common-extensions (the nodes get the python colcon runs under)" >&2
+    exit 1
 fi
+echo "ROS 2 $ROS_DISTRO found: colcon build and the ROS tests"
 ws="$(mktemp -d)"
 trap 'rm -rf "$ws"' EXIT
-export PATH="$PWD/.venv/bin:$PATH"
+export PATH="$venv/bin:$PATH"
 colcon --log-base "$ws/log" build --base-paths . --packages-select adu_depth \
     --build-base "$ws/build" --install-base "$ws/install"
 set +u; source "$ws/install/setup.bash"; set -u

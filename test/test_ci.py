@@ -36,9 +36,9 @@ def test_a_sourced_ros_without_colcon_is_an_error_not_a_skip(tmp_path):
     fake.mkdir()
     (fake / "setup.bash").write_text("export ROS_DISTRO=jazzy\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ROS_", "AMENT_", "COLCON_"))}
-    env.update(ADU_DEPTH_ROS_ROOT=str(fake), PATH="/usr/bin:/bin")
+    env.update(ADU_DEPTH_ROS_ROOT=str(fake), ADU_DEPTH_VENV=str(tmp_path / "venv"), PATH="/usr/bin:/bin")
     run = subprocess.run(
         ["bash", str(ROOT / ".ci" / "ros_tests.sh")], capture_output=True, text=True, env=env, timeout=60
     )
     assert run.returncode == 1
-    assert "ROS 2 jazzy is sourced but colcon is not installed" in run.stderr
+    assert f"ROS 2 jazzy is sourced but colcon is not installed in {tmp_path / 'venv'}" in run.stderr
