@@ -96,7 +96,6 @@ class Demo:
     def __init__(self, workdir: str | Path, budget: DemoBudget):
         self.dir = Path(workdir)
         self.budget = budget
-        self.size_arg = f"{budget.size[0]}x{budget.size[1]}"
         self.state_path = self.dir / "stages.json"
         self.state = self._read_state()
 
@@ -234,8 +233,8 @@ class Demo:
 
         result = evaluate_dataset(EvalSpec(self._scoring(model, vis), self._test_kitti()))
         write_result_json(json_out, result)
-        log.info("  %s: AbsRel %.4f on %d images -> %s", model.name, result.summary()["abs_rel"],
-                 result.n_images, json_out)  # fmt: skip
+        log.info("  %s: %d images scored, %d skipped -> %s", model.name, result.n_images, result.n_skipped,
+                 json_out)  # fmt: skip
 
     def stage_evaluate(self) -> None:
         for name in MODELS:
