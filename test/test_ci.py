@@ -42,3 +42,18 @@ def test_a_sourced_ros_without_colcon_is_an_error_not_a_skip(tmp_path):
     )
     assert run.returncode == 1
     assert f"ROS 2 jazzy is sourced but colcon is not installed in {tmp_path / 'venv'}" in run.stderr
+
+
+def test_a_setup_bash_that_sets_no_distro_is_named_and_skipped(tmp_path):
+    fake = tmp_path / "ros"
+    fake.mkdir()
+    (fake / "setup.bash").write_text("export AMENT_PREFIX_PATH=/nowhere\n")  # a build without ros_environment
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ROS_", "AMENT_", "COLCON_"))}
+    env["ADU_DEPTH_ROS_ROOT"] = str(fake)
+    run = subprocess.run(
+        ["bash", str(ROOT / ".ci" / "ros_tests.sh")], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == (
+        f"{fake}/setup.bash set no ROS_DISTRO (no ros_environment package): the ROS tests were skipped"
+    )
