@@ -18,6 +18,8 @@ from typing import Any, Literal
 
 import timm
 
+COST_VOLUME_REDUCTIONS = (2, 4)  # the teacher's cost volume at 1/2 or 1/4 of the input resolution
+
 __all__ = ["PRESETS", "ModelConfig", "Preset", "check_disparity_range", "get_preset", "preset_table"]
 
 PresetName = Literal["paper", "swin_t", "nano", "ghostnet_nano", "newcrfs_large07", "newcrfs_base07",
@@ -180,7 +182,7 @@ class ModelConfig:
         if self.teacher_fusion not in ("concat", "cost_volume"):
             raise ValueError(f"model.teacher_fusion must be 'concat' or 'cost_volume', "
                              f"got {self.teacher_fusion!r}")
-        if self.cost_volume_reduction not in (2, 4):
+        if self.cost_volume_reduction not in COST_VOLUME_REDUCTIONS:
             raise ValueError(
                 f"model.cost_volume_reduction must be 2 or 4, got {self.cost_volume_reduction!r}"
             )

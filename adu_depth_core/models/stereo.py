@@ -23,9 +23,10 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from torch import nn
 from torch.nn import functional as F
 
+from .presets import COST_VOLUME_REDUCTIONS
+
 __all__ = ["CostVolumeFusion", "correlation_volume"]
 
-REDUCTIONS = (2, 4)  # the cost volume lives at 1/2 or 1/4 of the input resolution
 ENCODER_FINEST = 4  # the encoder's finest level, where the volume is injected
 
 
@@ -70,8 +71,10 @@ class CostVolumeFusion(nn.Module):
         reduction: int = 4,
     ):
         super().__init__()
-        if reduction not in REDUCTIONS:
-            raise ValueError(f"cost volume reduction must be one of {REDUCTIONS}, got {reduction}")
+        if reduction not in COST_VOLUME_REDUCTIONS:
+            raise ValueError(
+                f"cost volume reduction must be one of {COST_VOLUME_REDUCTIONS}, got {reduction}"
+            )
         if max_disparity <= 0 or max_disparity % ENCODER_FINEST:
             raise ValueError(
                 f"max_disparity must be a positive multiple of {ENCODER_FINEST}, got {max_disparity}"

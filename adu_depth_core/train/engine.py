@@ -145,7 +145,6 @@ class TeacherObjective(nn.Module):
         super().__init__()
         self.model = model
         self.silog = silog
-        self.photometric_cfg = photometric
         self.photometric = StereoPhotometricLoss(photometric)
 
     def forward(
@@ -155,7 +154,7 @@ class TeacherObjective(nn.Module):
         depth = out.depth.float()
         loss = self.silog(depth, gt)["silog"]
         terms = {"silog": loss}
-        cfg = self.photometric_cfg
+        cfg = self.photometric.cfg
         if cfg.enabled:
             left, right = stereo[:, :3].float(), stereo[:, 3:].float()
             terms.update(self.photometric(depth, left, right, focal, baseline))
