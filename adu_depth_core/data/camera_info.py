@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from adu_depth_core.data.ros_messages import camera_info_to_calibration
+from adu_depth_core.data.ros_messages import Calibration, camera_info_to_calibration
 
 
 def _image_transform(info: Any) -> tuple[np.ndarray, tuple[int, int]]:
@@ -54,6 +54,20 @@ def camera_info_geometry(info: Any) -> tuple[np.ndarray, tuple[int, int]]:
     if size[0] <= 0 or size[1] <= 0:
         raise ValueError(f"camera_info ROI/binning leave an empty image ({size[0]}x{size[1]})")
     return A @ M, size
+
+
+def published_calibration(info: Any) -> Calibration:
+    """The calibration of the image a CameraInfo describes: K and P with ROI and binning applied (as
+    `camera_info_geometry`), the published size; D and R unchanged. Without ROI or binning this is
+    `camera_info_to_calibration(info)`. Undistortion maps built from it are exact for the cropped/binned image:
+    both only move pixel coordinates by an affine map that K and P absorb."""
+    calib = camera_info_to_calibration(info)
+    if not _has_binning_or_roi(info):
+        return calib
+    A, size = _image_transform(info)
+    if size[0] <= 0 or size[1] <= 0:
+        raise ValueError(f"camera_info ROI/binning leave an empty image ({size[0]}x{size[1]})")
+    return calib._replace(K=A @ calib.K, P=A @ calib.P, size=size)
 
 
 def _resize_matrix(src_hw: tuple[int, int], out_hw: tuple[int, int]) -> np.ndarray:

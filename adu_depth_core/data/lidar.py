@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from adu_depth_core.geometry import check_intrinsics, project_points, transform_points
+from adu_depth_core.geometry import check_intrinsics, check_rigid_transform, project_points, transform_points
 
 
 def lidar_to_depth_image(
@@ -26,9 +26,7 @@ def lidar_to_depth_image(
     pts = np.asarray(points_lidar, dtype=np.float64)
     if pts.ndim != 2 or pts.shape[1] != 3:
         raise ValueError(f"LiDAR points: expected an (N, 3) array, got shape {pts.shape}")
-    T = np.asarray(T_cam_from_lidar, dtype=np.float64)
-    if T.shape != (4, 4) or not np.all(np.isfinite(T)):
-        raise ValueError(f"T_cam_from_lidar: expected a finite 4x4 matrix, got shape {T.shape}")
+    T = check_rigid_transform(T_cam_from_lidar, "T_cam_from_lidar")
     if int(height) <= 0 or int(width) <= 0:
         raise ValueError(f"depth image size must be positive, got {height}x{width}")
     K = check_intrinsics(K)
