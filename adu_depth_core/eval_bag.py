@@ -32,7 +32,9 @@ from typing import Any
 
 from adu_depth_core.data import ros_messages as rm
 from adu_depth_core.data import rosbag_io as rb
-from adu_depth_core.data.bag_frames import BagFrameSource, FrameSpec, default_info_topic, read_extrinsic
+from adu_depth_core.data.bag_frames import BagFrameSource, FrameSpec
+from adu_depth_core.data.camera_info import default_info_topic
+from adu_depth_core.data.lidar import read_extrinsic
 from adu_depth_core.data.rectification import check_rectify
 from adu_depth_core.eval_run import ScoringSpec
 from adu_depth_core.evaluate import EvalResult, EvalSample, Evaluator
@@ -108,10 +110,10 @@ def frame_spec(spec: BagEvalSpec) -> FrameSpec:
         if info not in topics:
             if spec.lidar_topic is not None:
                 listing = ", ".join(f"{t} [{m}]" for t, m in sorted(topics.items()))
-                raise ValueError(f"{spec.bag}: LiDAR ground truth needs the camera's calibration, but there is "
-                                 f"no {info}; pass --camera-info-topic (the bag has: {listing})")
-            log.warning("%s has no %s: depth is not rescaled to the camera's focal (pass --camera-info-topic)",
-                        spec.bag, info)
+                raise ValueError(f"{spec.bag}: LiDAR ground truth needs the camera's calibration, but there "
+                                 f"is no {info}; pass --camera-info-topic (the bag has: {listing})")
+            log.warning("%s has no %s: depth is not rescaled to the camera's focal "
+                        "(pass --camera-info-topic)", spec.bag, info)
             info = None
     right_info = None
     if spec.right_image_topic:
@@ -192,7 +194,8 @@ class BagEvaluation:
                     yield s.info_topic or "", rm.CAMERA_INFO, stamp, info_msg
             if frame.depth is None:
                 continue
-            for name, out in compose_outputs(frame.depth, frame.sigma, msg.header, info_msg, settings).items():
+            outputs = compose_outputs(frame.depth, frame.sigma, msg.header, info_msg, settings)
+            for name, out in outputs.items():
                 yield topic[name], rm.CAMERA_INFO if OUTPUTS[name].encoding is None else rm.IMAGE, stamp, out
 
 

@@ -3,7 +3,7 @@ read the same way for training (`rosbag_dataset.RosbagStereoDataset`) and evalua
 
     spec = FrameSpec(image_topic="/camera/left/image_raw", info_topic="/camera/left/camera_info",
                      lidar_topic="/lidar/points")
-    with BagFrameSource(bag, spec) as source:        # pass 1: topics, stamps, pairing, camera_info, /tf_static
+    with BagFrameSource(bag, spec) as source:       # pass 1: topics, stamps, pairing, camera_info, tf
         for frame in source.frames():               # pass 2: one forward read of the bag
             rgb, depth, K = source.left(frame), source.depth(frame), source.K(frame)
 
@@ -31,7 +31,7 @@ import numpy as np
 
 from adu_depth_core.data import ros_messages as rm
 from adu_depth_core.data import rosbag_io as rb
-from adu_depth_core.data.camera_info import published_calibration
+from adu_depth_core.data.camera_info import CameraInfos, default_info_topic
 from adu_depth_core.data.lidar import lidar_to_depth_image
 from adu_depth_core.data.rectification import (
     ViewRectification,
@@ -74,87 +74,11 @@ class FrameSpec:
         return self.gt_topic or self.lidar_topic
 
 
-def default_info_topic(image_topic: str) -> str:
-    """camera_info beside the image's base topic (as image_transport names them:
-    `/cam/image_raw` and `/cam/image_raw/compressed` both -> `/cam/camera_info`)."""
-    base = image_topic.removesuffix("/compressed")
-    return base.rsplit("/", 1)[0] + "/camera_info"
-
-
-def read_extrinsic(path: str | Path) -> np.ndarray:
-    """4x4 T_camera_from_lidar from a YAML/JSON file: a 4x4 (or 16-number) matrix, or a mapping with
-    `T_camera_from_lidar` or `T_lidar_from_camera` (inverted); the matrix must be rigid."""
-    import yaml
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"extrinsic file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: not valid YAML/JSON: {exc}") from None
-    invert = False
-    if isinstance(data, dict):
-        if "T_camera_from_lidar" in data:
-            data = data["T_camera_from_lidar"]
-        elif "T_lidar_from_camera" in data:
-            data, invert = data["T_lidar_from_camera"], True
-        else:
-            raise ValueError(f"{path}: expected a 4x4 matrix or a mapping with 'T_camera_from_lidar' or "
-                             f"'T_lidar_from_camera', got keys {sorted(data)}")
-    try:
-        T = np.asarray(data, dtype=np.float64).reshape(4, 4)
-    except (TypeError, ValueError):
-        raise ValueError(f"{path}: the extrinsic must be 16 numbers (a 4x4 matrix), got {data!r}") from None
-    T = check_rigid_transform(T, str(path))
-    return np.linalg.inv(T) if invert else T
-
-
 def _seconds(stamp: int) -> str:
     return f"{stamp // 1_000_000_000}.{stamp % 1_000_000_000:09d}"
 
 
-# --- pass 1: topics, calibrations -----------------------------------------------------------------
-
-
-def _calibration_key(msg: Any) -> tuple[Any, ...]:
-    return (*(np.asarray(getattr(msg, k), np.float64).tobytes() for k in "kdrp"), int(msg.height),
-            int(msg.width), str(msg.distortion_model), int(getattr(msg, "binning_x", 0)),
-            int(getattr(msg, "binning_y", 0)), str(getattr(msg, "roi", "")))
-
-
-class CameraInfos:
-    """A camera_info topic's messages by header stamp: the one with a frame's stamp, else the nearest."""
-
-    def __init__(self, messages: list[tuple[int, Any]], topic: str, where: str):
-        if not messages:
-            raise ValueError(f"{where}{topic} has no messages (the camera_info gives K and the baseline)")
-        self.topic, self.where = topic, where
-        messages = sorted(messages, key=lambda m: m[0])  # header stamps need not follow bag order
-        self.stamps = np.array([t for t, _ in messages], dtype=np.int64)
-        self.msgs = [m for _, m in messages]
-        self.keys = [_calibration_key(m) for m in self.msgs]
-        self._cals: dict[tuple[Any, ...], rm.Calibration] = {}
-
-    def nearest(self, stamp: int) -> int:
-        k = int(np.searchsorted(self.stamps, stamp))
-        candidates = [c for c in (k - 1, k) if 0 <= c < len(self.stamps)]
-        return min(candidates, key=lambda c: abs(int(self.stamps[c]) - stamp))
-
-    def calibration(self, index: int) -> rm.Calibration:
-        key = self.keys[index]
-        if key not in self._cals:
-            try:
-                self._cals[key] = published_calibration(self.msgs[index])
-            except ValueError as exc:
-                raise ValueError(f"{self.where}{self.topic}: {exc}") from None
-        return self._cals[key]
-
-    def frame_id(self, index: int) -> str:
-        return str(self.msgs[index].header.frame_id).lstrip("/")
-
-    def model(self, index: int) -> str:
-        return str(self.msgs[index].distortion_model)
+# --- pass 1: topic indexes -----------------------------------------------------------------------
 
 
 @dataclass
@@ -195,7 +119,8 @@ def _index_compressed(reader: Any, topic: str, where: str, size: tuple[int, int]
     return _TopicIndex(stamps, ordinals, len(corrupt))
 
 
-def _index_topic(reader: Any, topic: str, where: str, kind: str | None, size: tuple[int, int] | None) -> _TopicIndex:
+def _index_topic(reader: Any, topic: str, where: str, kind: str | None,
+                 size: tuple[int, int] | None) -> _TopicIndex:
     """Header stamps of a topic; with `kind` ("colour" / "depth") image encodings and sizes are checked here,
     before anything is decoded."""
     stamps: list[int] = []
@@ -357,8 +282,8 @@ class BagFrameSource:
         # a stereo pair's calibration is checked before any image; its recorded size is every image's
         first = self.geometry(None) if s.stereo else None
         size = first.left.size if first is not None and s.index_images else None
-        left, right = (self._index_view(reader, t, size) if t else None for t in (s.image_topic, s.right_topic))
-        assert left is not None
+        left = self._index_view(reader, s.image_topic, size)
+        right = self._index_view(reader, s.right_topic, size) if s.right_topic else None
         gt = None
         if s.gt_source:
             kind = ("depth" if s.gt_topic else None) if s.index_images else None
@@ -415,7 +340,6 @@ class BagFrameSource:
         """The geometry of the frame at `stamp` (None: the first camera_info), or None without calibration."""
         if self.infos is None:
             return None
-        s = self.spec
         li = 0 if stamp is None else self.infos.nearest(stamp)
         ri = None
         if self.right_infos is not None:
@@ -519,7 +443,8 @@ class BagFrameSource:
         msg = got[s.image_topic].pop(i)
         right = got[s.right_topic].pop(i, None) if s.right_topic else None
         gt = got[s.gt_source].pop(i, None) if s.gt_source else None
-        return BagFrame(i, self.stamps[i], msg, right, gt, paired_right=not s.right_topic or i in self.right_of)
+        paired = not s.right_topic or i in self.right_of
+        return BagFrame(i, self.stamps[i], msg, right, gt, paired_right=paired)
 
     def info_msg(self, frame: BagFrame) -> Any | None:
         """The camera_info message of the frame (nearest stamp), or None without calibration."""
@@ -556,13 +481,15 @@ class BagFrameSource:
         view = geometry.left if side == "left" else geometry.right
         if rgb.shape[:2] != geometry.left.size:
             info = self.spec.info_topic if side == "left" else self.spec.right_info_topic
-            raise ValueError(f"{self.where}{info} describes a {geometry.left.size[0]}x{geometry.left.size[1]} "
-                             f"image but {topic} at {frame.seconds} s is {rgb.shape[0]}x{rgb.shape[1]}")
+            (h, w) = geometry.left.size
+            raise ValueError(f"{self.where}{info} describes a {h}x{w} image but {topic} at {frame.seconds} s "
+                             f"is {rgb.shape[0]}x{rgb.shape[1]}")
         return geometry.scale.image(rgb if view is None else view.image(rgb))
 
     def depth(self, frame: BagFrame, size: tuple[int, int] | None = None) -> np.ndarray | None:
         """Ground truth in the rectified, scaled left camera (metres, 0 = none), or None when no GT message is
-        paired. `size` is the image size when the bag has no calibration (a depth image is then as recorded)."""
+        paired. `size` is the image size when the bag has no calibration (a depth image is then as
+        recorded)."""
         s = self.spec
         if frame.gt_msg is None:
             return None

@@ -1,7 +1,9 @@
 """LiDAR point clouds -> sparse depth images in a camera (the one projection bag-eval and the rosbag
-dataset share, so both score against the same ground truth)."""
+dataset share, so both score against the same ground truth), and extrinsic files (`read_extrinsic`)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 
@@ -32,3 +34,32 @@ def lidar_to_depth_image(
     K = check_intrinsics(K)
     pts = pts[np.all(np.isfinite(pts), axis=1)]
     return project_points(transform_points(T, pts), K, int(height), int(width))
+
+
+def read_extrinsic(path: str | Path) -> np.ndarray:
+    """4x4 T_camera_from_lidar from a YAML/JSON file: a 4x4 (or 16-number) matrix, or a mapping with
+    `T_camera_from_lidar` or `T_lidar_from_camera` (inverted); the matrix must be rigid."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"extrinsic file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML/JSON: {exc}") from None
+    invert = False
+    if isinstance(data, dict):
+        if "T_camera_from_lidar" in data:
+            data = data["T_camera_from_lidar"]
+        elif "T_lidar_from_camera" in data:
+            data, invert = data["T_lidar_from_camera"], True
+        else:
+            raise ValueError(f"{path}: expected a 4x4 matrix or a mapping with 'T_camera_from_lidar' or "
+                             f"'T_lidar_from_camera', got keys {sorted(data)}")
+    try:
+        T = np.asarray(data, dtype=np.float64).reshape(4, 4)
+    except (TypeError, ValueError):
+        raise ValueError(f"{path}: the extrinsic must be 16 numbers (a 4x4 matrix), got {data!r}") from None
+    T = check_rigid_transform(T, str(path))
+    return np.linalg.inv(T) if invert else T

@@ -208,7 +208,8 @@ def stereo_rectification(left: rm.Calibration, right: rm.Calibration, *, rectify
     if not baseline > 0:
         raise ValueError(f"{where}: baseline (P_left[0,3] - P_right[0,3]) / fx = {baseline:.4g} m must be "
                          "> 0 (ROS stereo convention: right P[0,3] = -fx*B); are left and right swapped?")
-    views = [view_rectification(cal, rectify=raw, distortion_model=model, K_rect=K_rect,
-                                where=f"{where}: {side} camera_info")
-             for cal, model, side in ((left, distortion_models[0], "left"), (right, distortion_models[1], "right"))]
-    return StereoRectification(left=views[0], right=views[1], baseline=baseline)
+    left_view, right_view = (view_rectification(cal, rectify=raw, distortion_model=model, K_rect=K_rect,
+                                                where=f"{where}: {side} camera_info")
+                             for cal, model, side in ((left, distortion_models[0], "left"),
+                                                      (right, distortion_models[1], "right")))
+    return StereoRectification(left=left_view, right=right_view, baseline=baseline)

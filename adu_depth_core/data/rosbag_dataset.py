@@ -93,7 +93,8 @@ def _nearest_offset_ms(a: Sequence[int], b: Sequence[int]) -> float:
 
 def _decode_bag(path: Path, spec: DecodeSpec, allocate: Any) -> dict[str, Any]:
     """Pair and decode one bag through the frame source; arrays come from `allocate(name, shape, dtype)`.
-    Returns the meta dict (stamps, has_gt, K, baseline, size, counts) with the filled arrays under "arrays"."""
+    Returns the meta dict (stamps, has_gt, K, baseline, size, counts) with the filled arrays under
+    "arrays"."""
     where = str(path)
     with BagFrameSource(path, spec.frame_spec(), where=where) as source:
         changed = source.calibration_changes()
@@ -240,7 +241,8 @@ class RosbagStereoDataset(torch.utils.data.Dataset):
                                gt_tolerance_ns=int(gt_tolerance_ns), T_cam_from_lidar=T, rectify=rectify,
                                require_gt=bool(require_gt), image_scale=float(image_scale))
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
-        self._bags = [load_bag_frames(p, n, self.spec, self.cache_dir, _decode_bag) for p, n in zip(paths, names)]
+        self._bags = [load_bag_frames(p, n, self.spec, self.cache_dir, _decode_bag)
+                      for p, n in zip(paths, names)]
 
         gap_ns = int(round(split_gap_s * 1e9))
         self.items, gap_dropped = self._select(split, split_mode, train_fraction, gap_ns)
