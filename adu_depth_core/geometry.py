@@ -5,6 +5,7 @@ LiDAR/depth projection and rigid transforms. numpy in, numpy out; K is a 3x3 pin
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 
 from adu_depth_core.depth_traits import valid_depth
 
@@ -131,7 +132,7 @@ def _rotation_problem(R: np.ndarray) -> str | None:
     return None
 
 
-def check_rotation(R: np.ndarray, what: str) -> np.ndarray:
+def check_rotation(R: npt.ArrayLike, what: str) -> np.ndarray:
     """R as float64 3x3 when it is a proper rotation, else ValueError naming `what` and the rule."""
     R = np.asarray(R, dtype=np.float64)
     problem = (
@@ -144,7 +145,7 @@ def check_rotation(R: np.ndarray, what: str) -> np.ndarray:
     return R
 
 
-def check_rigid_transform(T: np.ndarray, what: str) -> np.ndarray:
+def check_rigid_transform(T: npt.ArrayLike, what: str) -> np.ndarray:
     """T as float64 4x4 when it is a rigid transform (rotation + translation), else ValueError naming
     `what` and the rule. The one check of every extrinsic, tf and camera pose in the project."""
     T = np.asarray(T, dtype=np.float64)

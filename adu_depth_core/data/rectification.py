@@ -69,7 +69,7 @@ class ViewRectification:
 
     def depth(self, depth: np.ndarray) -> np.ndarray:
         """Rectified depth (metres, 0 = none) of a depth image registered to the raw camera."""
-        if self.maps is None:
+        if self.maps is None or self.depth_scale is None:
             return depth
         near = cv2.remap(depth, self.maps[0], self.maps[1], cv2.INTER_NEAREST,
                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)

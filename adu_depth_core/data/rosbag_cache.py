@@ -77,6 +77,7 @@ class DecodedBag:
 
     def array(self, key: str) -> np.ndarray:
         if self._arrays is None:  # opened lazily, once per process (DataLoader workers included)
+            assert self.cache_path is not None
             self._arrays = {k: np.load(self.cache_path / f"{k}.npy", mmap_mode="r") for k in ARRAYS}
         return self._arrays[key]
 
