@@ -6,9 +6,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from adu_depth_core.geometry import check_rigid_transform, check_rotation, quaternion_to_matrix, rigid_transform
+from adu_depth_core.geometry import (
+    check_rigid_transform,
+    check_rotation,
+    quaternion_to_matrix,
+    rigid_transform,
+)
 
-RULE = r"not a rigid transform \(a finite 4x4 with an orthonormal 3x3 rotation of det \+1 and last row 0 0 0 1\)"
+RULE = (r"not a rigid transform \(a finite 4x4 with an orthonormal 3x3 rotation of det \+1 and last row "
+        r"0 0 0 1\)")
 
 
 def _proper() -> np.ndarray:
@@ -31,8 +37,10 @@ def test_a_proper_transform_is_returned_as_float64():
         (np.eye(3), r"expected shape \(4, 4\), got \(3, 3\)"),
         (np.full((4, 4), np.nan), "it has non-finite entries"),
         (np.diag([1.0, 1.0, -1.0, 1.0]), r"the 3x3 block is not a rotation: det −1 \(a reflection\)"),
-        (np.diag([2.0, 1.0, 1.0, 1.0]), r"the 3x3 block is not a rotation: not orthonormal \(\|R·Rᵀ − I\| = 3 > 0.0001\)"),
-        (np.vstack([np.eye(4)[:3], [0.0, 0.0, 1.0, 1.0]]), r"the last row is \[0.0, 0.0, 1.0, 1.0\], expected \[0, 0, 0, 1\]"),
+        (np.diag([2.0, 1.0, 1.0, 1.0]),
+         r"the 3x3 block is not a rotation: not orthonormal \(\|R·Rᵀ − I\| = 3 > 0.0001\)"),
+        (np.vstack([np.eye(4)[:3], [0.0, 0.0, 1.0, 1.0]]),
+         r"the last row is \[0.0, 0.0, 1.0, 1.0\], expected \[0, 0, 0, 1\]"),
     ],
     ids=["shape", "non-finite", "reflection", "not-orthonormal", "last-row"],
 )
@@ -44,8 +52,8 @@ def test_each_broken_rule_is_named_with_the_source(bad, reason):
 def test_rotation_rule_is_the_same():
     R = _proper()[:3, :3]
     np.testing.assert_array_equal(check_rotation(R, "camera_info R"), R)
-    with pytest.raises(ValueError, match=r"^camera_info R: not a rotation \(a finite orthonormal 3x3 with det "
-                       r"\+1\): det −1 \(a reflection\); got "):
+    rule = r"^camera_info R: not a rotation \(a finite orthonormal 3x3 with det \+1\)"
+    with pytest.raises(ValueError, match=rule + r": det −1 \(a reflection\); got "):
         check_rotation(np.diag([1.0, -1.0, 1.0]), "camera_info R")
     with pytest.raises(ValueError, match=r"camera_info R: not a rotation .*: not orthonormal"):
         check_rotation(R * 1.01, "camera_info R")
