@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from adu_depth_core.config import load_yaml_file
 from adu_depth_core.geometry import check_intrinsics, check_rigid_transform, project_points, transform_points
 
 
@@ -39,15 +40,8 @@ def lidar_to_depth_image(
 def read_extrinsic(path: str | Path) -> np.ndarray:
     """4x4 T_camera_from_lidar from a YAML/JSON file: a 4x4 (or 16-number) matrix, or a mapping with
     `T_camera_from_lidar` or `T_lidar_from_camera` (inverted); the matrix must be rigid."""
-    import yaml
-
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"extrinsic file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: not valid YAML/JSON: {exc}") from None
+    data = load_yaml_file(path, "extrinsic")
     invert = False
     if isinstance(data, dict):
         if "T_camera_from_lidar" in data:
