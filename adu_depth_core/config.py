@@ -139,14 +139,20 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]
     return out
 
 
-def read_yaml(path: str | Path) -> dict[str, Any]:
+def load_yaml_file(path: str | Path, what: str) -> Any:
+    """The parsed content of a YAML/JSON file: FileNotFoundError naming `what` ("config", "extrinsic", ...)
+    when it is missing, ValueError naming the path when it does not parse."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"config file not found: {path}")
+        raise FileNotFoundError(f"{what} file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text())
+        return yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: not valid YAML: {exc}") from None
+        raise ValueError(f"{path}: not valid YAML/JSON: {exc}") from None
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    data = load_yaml_file(path, "config")
     if data is None:
         return {}
     if not isinstance(data, dict):

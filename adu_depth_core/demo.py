@@ -272,9 +272,7 @@ class Demo:
         log.info("  wrote %s (checked against PyTorch in ONNX Runtime)", onnx)
 
     def stage_bag_eval(self) -> None:
-        # the bag-eval library still lives with its command (commands/bag_eval.py) until the bag reader
-        # moves to data/ (issue 15, item 4); the demo calls its typed entry point, not the command line
-        from adu_depth_core.commands.bag_eval import BagEvalSpec, evaluate_bag
+        from adu_depth_core.eval_bag import BagEvalSpec, evaluate_bag
         from adu_depth_core.eval_run import write_result_json
 
         onnx = self.path("student.onnx")

@@ -5,6 +5,7 @@ LiDAR/depth projection and rigid transforms. numpy in, numpy out; K is a 3x3 pin
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 
 from adu_depth_core.depth_traits import valid_depth
 
@@ -113,6 +114,52 @@ def matrix_to_quaternion(R: np.ndarray) -> tuple[float, float, float, float]:
     y = np.copysign(y, R[0, 2] - R[2, 0])
     z = np.copysign(z, R[1, 0] - R[0, 1])
     return float(x), float(y), float(z), float(w)
+
+
+# |R·Rᵀ − I| allowed in a rotation block: calibration files and YAML extrinsics carry ~6 digits
+ROTATION_ATOL = 1e-4
+RIGID_RULE = "a finite 4x4 with an orthonormal 3x3 rotation of det +1 and last row 0 0 0 1"
+ROTATION_RULE = "a finite orthonormal 3x3 with det +1"
+
+
+def _rotation_problem(R: np.ndarray) -> str | None:
+    """Why a finite 3x3 is not a proper rotation, or None."""
+    err = float(np.abs(R @ R.T - np.eye(3)).max())
+    if err > ROTATION_ATOL:
+        return f"not orthonormal (|R·Rᵀ − I| = {err:.3g} > {ROTATION_ATOL:g})"
+    if np.linalg.det(R) < 0:
+        return "det −1 (a reflection)"
+    return None
+
+
+def check_rotation(R: npt.ArrayLike, what: str) -> np.ndarray:
+    """R as float64 3x3 when it is a proper rotation, else ValueError naming `what` and the rule."""
+    R = np.asarray(R, dtype=np.float64)
+    problem = (
+        f"expected shape (3, 3), got {R.shape}" if R.shape != (3, 3)
+        else "it has non-finite entries" if not np.all(np.isfinite(R))
+        else _rotation_problem(R)
+    )  # fmt: skip
+    if problem:
+        raise ValueError(f"{what}: not a rotation ({ROTATION_RULE}): {problem}; got {R.tolist()}")
+    return R
+
+
+def check_rigid_transform(T: npt.ArrayLike, what: str) -> np.ndarray:
+    """T as float64 4x4 when it is a rigid transform (rotation + translation), else ValueError naming
+    `what` and the rule. The one check of every extrinsic, tf and camera pose in the project."""
+    T = np.asarray(T, dtype=np.float64)
+    problem = (
+        f"expected shape (4, 4), got {T.shape}" if T.shape != (4, 4)
+        else "it has non-finite entries" if not np.all(np.isfinite(T))
+        else f"the last row is {T[3].tolist()}, expected [0, 0, 0, 1]" if not np.allclose(T[3], [0, 0, 0, 1])
+        else None
+    )  # fmt: skip
+    if problem is None and (rotation := _rotation_problem(T[:3, :3])):
+        problem = f"the 3x3 block is not a rotation: {rotation}"
+    if problem:
+        raise ValueError(f"{what}: not a rigid transform ({RIGID_RULE}): {problem}; got {T.tolist()}")
+    return T
 
 
 def rigid_transform(R: np.ndarray, t: np.ndarray) -> np.ndarray:

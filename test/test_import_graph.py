@@ -25,7 +25,7 @@ FLOORS = {
     0: ("paths", "fileio", "vocab", "depth_traits"),  # torch-free, stdlib (+ numpy): importable anywhere
     1: ("config", "checkpoint", "geometry", "sysinfo", "models", "distill", "evaluation"),
     2: ("data", "runtime"),
-    3: ("train", "evaluate", "eval_run"),
+    3: ("train", "evaluate", "eval_run", "eval_bag"),
     4: ("demo", "demo_report"),
     5: ("cli", "commands"),
 }
@@ -37,14 +37,6 @@ KNOWN_CYCLES = {
         "type hint"
     ),
 }
-KNOWN_UPWARD = {
-    ("adu_depth_core.demo", "adu_depth_core.commands.bag_eval"): (
-        "the bag-eval library (BagEvalSpec, evaluate_bag) lives in its command until the bag frame source "
-        "moves to data/ (issue 15 item 4)"
-    ),
-}
-
-
 def _module_name(path: Path) -> str:
     parts = path.relative_to(ROOT).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
@@ -186,12 +178,7 @@ def test_known_cycle_is_gone(cycle):
 
 
 def test_imports_point_down_the_floors():
-    upward = [e for e in upward_imports(import_graph()) if e not in KNOWN_UPWARD]
+    upward = upward_imports(import_graph())
     assert not upward, "imports from a lower floor to a higher one:\n" + "\n".join(
         f"{a} (floor {floor_of(a)}) -> {b} (floor {floor_of(b)})" for a, b in upward
     )
-
-
-@pytest.mark.parametrize("edge", _xfails(KNOWN_UPWARD))
-def test_known_upward_import_is_gone(edge):
-    assert edge not in upward_imports(import_graph())

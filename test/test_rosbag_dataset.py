@@ -480,3 +480,55 @@ def test_bad_input_is_a_clear_error_at_construction(tmp_path, rig_bag, frames):
     with pytest.raises(ValueError, match="no .*/camera/left/depth_gt message within gt_tolerance_ns=0"):
         RosbagStereoDataset(write_bag(tmp_path / "late", frames[:2], gt_offset_ns=2_000_000),
                             gt_topic=rb.DEPTH_GT)
+
+
+# --- one geometry in training and evaluation ------------------------------------------------------------
+
+
+class _Capture:
+    """Stands in for bag-eval's evaluator: keeps the samples it is given."""
+
+    def __init__(self):
+        self.samples = []
+
+    def add(self, sample):
+        self.samples.append(sample)
+        return sample
+
+    def skip(self, *args):
+        raise AssertionError(f"skipped: {args}")
+
+
+def _bag_eval_samples(bag, **kw):
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from adu_depth_core.data.bag_frames import BagFrameSource
+    from adu_depth_core.eval_bag import BagEvalSpec, BagEvaluation, frame_spec
+    from adu_depth_core.eval_run import ScoringSpec
+
+    spec = BagEvalSpec(ScoringSpec(Path("unused.pt")), bag=bag, **kw)
+    with BagFrameSource(bag, frame_spec(spec)) as source:
+        evaluation = BagEvaluation(spec, SimpleNamespace(needs_right=False), source)
+        capture = _Capture()
+        list(evaluation.frames(capture))
+    return capture.samples
+
+
+@pytest.mark.parametrize("gt", ["depth", "lidar"])
+def test_raw_bag_gives_bag_eval_the_dataset_geometry(raw_bag, gt):
+    topic = {"gt_topic": rb.DEPTH_GT} if gt == "depth" else {"lidar_topic": rb.LIDAR_POINTS}
+    ds = RosbagStereoDataset(raw_bag, **topic)
+    samples = _bag_eval_samples(raw_bag, **topic)  # --rectify auto, the default
+    assert len(samples) == len(ds) == N
+    assert ds.report["bags"]["raw"]["rectified_from_raw"] is True
+    for i in (0, N - 1):
+        s = ds[i]  # eval mode, whole frame
+        np.testing.assert_array_equal(samples[i].image, _u8(s["left"]))  # the same rectified left image
+        np.testing.assert_allclose(samples[i].K, s["K"].numpy(), rtol=1e-6)
+        np.testing.assert_array_equal(samples[i].gt, s["depth"][0].numpy())
+    # --rectify never takes the recorded images as they are, as the dataset's rectify: never
+    never = _bag_eval_samples(raw_bag, rectify="never", **topic)
+    ds_never = RosbagStereoDataset(raw_bag, rectify="never", **topic)
+    np.testing.assert_array_equal(never[0].image, _u8(ds_never[0]["left"]))
+    assert np.abs(never[0].image.astype(int) - samples[0].image.astype(int)).mean() > 1.0

@@ -66,8 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def read_camera_matrix(path: str | Path) -> np.ndarray:
     """3x3 K from a ROS camera_info YAML/JSON (`camera_matrix.data` or `k`/`K`), a KITTI calibration text
     file (the first of P_rect_02, P2, K_02, P_rect_00, P0, K_00) or a text file of nine numbers."""
-    import yaml
-
+    from adu_depth_core.config import load_yaml_file
     from adu_depth_core.data.kitti import calib_matrix, read_calib_txt, read_intrinsics_txt
     from adu_depth_core.geometry import check_intrinsics
 
@@ -75,10 +74,7 @@ def read_camera_matrix(path: str | Path) -> np.ndarray:
     if not path.is_file():
         raise FileNotFoundError(f"calibration file not found: {path}")
     if path.suffix.lower() in (".yaml", ".yml", ".json"):
-        try:
-            data = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            raise ValueError(f"{path}: not valid YAML/JSON: {exc}") from None
+        data = load_yaml_file(path, "calibration")
         values = None
         if isinstance(data, dict):
             matrix = data.get("camera_matrix")

@@ -1,5 +1,6 @@
 """CameraInfo geometry as image_geometry defines it (REP 104): the camera matrix of the published image
-(P for rectified images, ROI and binning applied) and CameraInfo for a resized image. Duck-typed: works
+(P for rectified images, ROI and binning applied), CameraInfo for a resized image, and a recorded camera_info
+topic by stamp (`CameraInfos`, for the bag frame source). Duck-typed: works
 on rclpy and `rosbags` messages alike.
 """
 
@@ -10,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from adu_depth_core.data.ros_messages import camera_info_to_calibration
+from adu_depth_core.data.ros_messages import Calibration, camera_info_to_calibration
 
 
 def _image_transform(info: Any) -> tuple[np.ndarray, tuple[int, int]]:
@@ -56,6 +57,20 @@ def camera_info_geometry(info: Any) -> tuple[np.ndarray, tuple[int, int]]:
     return A @ M, size
 
 
+def published_calibration(info: Any) -> Calibration:
+    """The calibration of the image a CameraInfo describes: K and P with ROI and binning applied (as
+    `camera_info_geometry`), the published size; D and R unchanged. Without ROI or binning this is
+    `camera_info_to_calibration(info)`. Undistortion maps built from it are exact for the cropped/binned
+    image: both only move pixel coordinates by an affine map that K and P absorb."""
+    calib = camera_info_to_calibration(info)
+    if not _has_binning_or_roi(info):
+        return calib
+    A, size = _image_transform(info)
+    if size[0] <= 0 or size[1] <= 0:
+        raise ValueError(f"camera_info ROI/binning leave an empty image ({size[0]}x{size[1]})")
+    return calib._replace(K=A @ calib.K, P=A @ calib.P, size=size)
+
+
 def _resize_matrix(src_hw: tuple[int, int], out_hw: tuple[int, int]) -> np.ndarray:
     """Pixel map of a resize src → out (pixel-corner convention, as `geometry.scale_intrinsics`)."""
     sx, sy = out_hw[1] / src_hw[1], out_hw[0] / src_hw[0]
@@ -88,3 +103,50 @@ def scale_camera_info(info: Any, out_hw: tuple[int, int]) -> Any:
         roi.x_offset, roi.y_offset, roi.height, roi.width = 0, 0, 0, 0
         out.roi = roi
     return out
+
+
+def default_info_topic(image_topic: str) -> str:
+    """camera_info beside the image's base topic (as image_transport names them:
+    `/cam/image_raw` and `/cam/image_raw/compressed` both -> `/cam/camera_info`)."""
+    base = image_topic.removesuffix("/compressed")
+    return base.rsplit("/", 1)[0] + "/camera_info"
+
+
+def _calibration_key(msg: Any) -> tuple[Any, ...]:
+    return (*(np.asarray(getattr(msg, k), np.float64).tobytes() for k in "kdrp"), int(msg.height),
+            int(msg.width), str(msg.distortion_model), int(getattr(msg, "binning_x", 0)),
+            int(getattr(msg, "binning_y", 0)), str(getattr(msg, "roi", "")))
+
+
+class CameraInfos:
+    """A camera_info topic's messages by header stamp: the one with a frame's stamp, else the nearest."""
+
+    def __init__(self, messages: list[tuple[int, Any]], topic: str, where: str):
+        if not messages:
+            raise ValueError(f"{where}{topic} has no messages (the camera_info gives K and the baseline)")
+        self.topic, self.where = topic, where
+        messages = sorted(messages, key=lambda m: m[0])  # header stamps need not follow bag order
+        self.stamps = np.array([t for t, _ in messages], dtype=np.int64)
+        self.msgs = [m for _, m in messages]
+        self.keys = [_calibration_key(m) for m in self.msgs]
+        self._cals: dict[tuple[Any, ...], Calibration] = {}
+
+    def nearest(self, stamp: int) -> int:
+        k = int(np.searchsorted(self.stamps, stamp))
+        candidates = [c for c in (k - 1, k) if 0 <= c < len(self.stamps)]
+        return min(candidates, key=lambda c: abs(int(self.stamps[c]) - stamp))
+
+    def calibration(self, index: int) -> Calibration:
+        key = self.keys[index]
+        if key not in self._cals:
+            try:
+                self._cals[key] = published_calibration(self.msgs[index])
+            except ValueError as exc:
+                raise ValueError(f"{self.where}{self.topic}: {exc}") from None
+        return self._cals[key]
+
+    def frame_id(self, index: int) -> str:
+        return str(self.msgs[index].header.frame_id).lstrip("/")
+
+    def model(self, index: int) -> str:
+        return str(self.msgs[index].distortion_model)

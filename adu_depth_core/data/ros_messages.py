@@ -24,7 +24,12 @@ import numpy as np
 from rosbags.typesys import Stores, get_typestore
 
 from adu_depth_core.depth_traits import TRAITS, UINT16_MM
-from adu_depth_core.geometry import check_intrinsics, matrix_to_quaternion, quaternion_to_matrix
+from adu_depth_core.geometry import (
+    check_intrinsics,
+    check_rigid_transform,
+    matrix_to_quaternion,
+    quaternion_to_matrix,
+)
 
 TYPESTORE = get_typestore(Stores.ROS2_JAZZY)
 
@@ -503,11 +508,9 @@ def pointcloud2_to_xyz(msg: Any) -> np.ndarray:
 
 def transform_stamped_msg(parent: str, child: str, T: np.ndarray, stamp_ns: int) -> Any:
     """TransformStamped parent -> child for T_parent_from_child (maps child-frame points into parent)."""
-    T = _matrix(T, (4, 4), f"transform {parent} -> {child}")
-    R = T[:3, :3]
-    if not np.allclose(R @ R.T, np.eye(3), atol=1e-6) or np.linalg.det(R) < 0:
-        raise ValueError(f"transform {parent} -> {child}: the 3x3 block is not a rotation")
-    qx, qy, qz, qw = matrix_to_quaternion(R)
+    what = f"transform {parent} -> {child}"
+    T = check_rigid_transform(_matrix(T, (4, 4), what), what)
+    qx, qy, qz, qw = matrix_to_quaternion(T[:3, :3])
     tx, ty, tz = (float(v) for v in T[:3, 3])
     return _T[TRANSFORM_STAMPED](
         header=make_header(stamp_ns, parent),
