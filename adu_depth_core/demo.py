@@ -9,10 +9,12 @@ interrupted training from its `last.pt`):
 4. baseline  the same student without distillation (`distill.mode=baseline`), same budget
 5. evaluate  teacher, baseline and student on the KITTI tree (Table 1 columns + AUSE/AURG), and OpenCV
              SGBM on the same frames as an untrained stereo reference
-6. export    the student to ONNX, checked against PyTorch in ONNX Runtime
-7. bag_eval  the ONNX student on the test bag (`bag-eval`), writing an output bag with depth topics,
+6. seeds     with `seeds` > 1: both students again with seeds 1 … N−1 against the same frozen teacher,
+             scored the same way, so the report gives mean ± std (the seed-to-seed spread)
+7. export    the student to ONNX, checked against PyTorch in ONNX Runtime
+8. bag_eval  the ONNX student on the test bag (`bag-eval`), writing an output bag with depth topics,
              and the same ONNX model on the KITTI tree, to show both paths agree
-8. report    `report.md`, comparison panels and training curves
+9. report    `report.md`, comparison panels and training curves
 
 Training frames are rendered in memory from the rig's train seed range (a pure function of the seed, so
 identical to writing them out and reading them back); validation uses the val seeds, tests the test seeds.
@@ -36,8 +38,10 @@ from adu_depth_core.fileio import atomic_write_bytes
 
 log = logging.getLogger("adu_depth.demo")
 
-STAGES = ("data", "teacher", "student", "baseline", "evaluate", "export", "bag_eval", "report")
+STAGES = ("data", "teacher", "student", "baseline", "evaluate", "seeds", "export", "bag_eval", "report")
 MODELS = ("teacher", "baseline", "student")
+STUDENTS = ("baseline", "student")  # what `seeds` retrains; the teacher is trained once, as in the paper
+SEED_STAGES = ("seeds", "report")  # stages whose output depends on the number of seeds
 # The demo's test frames: indices 1000+ of the rig's test split (seeds 2001000+), a range that no recipe,
 # budget or ablation choice in this project was ever scored on (those used test indices 0-59).
 TEST_FIRST_INDEX = 1000
@@ -93,9 +97,12 @@ def recipe_path(name: str) -> Path:
 class Demo:
     """Runs the stages in a work folder; `stages.json` records which ones finished."""
 
-    def __init__(self, workdir: str | Path, budget: DemoBudget):
+    def __init__(self, workdir: str | Path, budget: DemoBudget, seeds: int = 1):
+        if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+            raise ValueError(f"seeds must be an integer >= 1, got {seeds!r}")
         self.dir = Path(workdir)
         self.budget = budget
+        self.seeds = seeds
         self.state_path = self.dir / "stages.json"
         self.state = self._read_state()
 
@@ -116,8 +123,15 @@ class Demo:
         self.state["done"][stage] = {
             "seconds": round(seconds, 1),
             "finished": time.strftime("%Y-%m-%d %H:%M"),
+            **({"seeds": self.seeds} if stage in SEED_STAGES else {}),
         }
         atomic_write_bytes(self.state_path, json.dumps(self.state, indent=2).encode())
+
+    def _finished(self, stage: str) -> bool:
+        """Done before, and (for `SEED_STAGES`) for the same number of seeds: a re-run with more seeds
+        trains only the missing ones and rewrites the report."""
+        entry = self.state["done"].get(stage)
+        return entry is not None and (stage not in SEED_STAGES or entry.get("seeds", 1) == self.seeds)
 
     def path(self, *parts: str) -> Path:
         return self.dir.joinpath(*parts)
@@ -128,7 +142,7 @@ class Demo:
         steps: dict[str, Callable[[], None]] = {name: getattr(self, f"stage_{name}") for name in STAGES}
         start = time.perf_counter()
         for i, name in enumerate(STAGES, 1):
-            if name in self.state["done"]:
+            if self._finished(name):
                 log.info("[%d/%d] %s: already done, reusing it", i, len(STAGES), name)
                 continue
             log.info("[%d/%d] %s ...", i, len(STAGES), name)
@@ -195,25 +209,34 @@ class Demo:
     def stage_teacher(self) -> None:
         self._train("teacher", "synthetic_teacher.yaml", [])
 
-    def stage_student(self) -> None:
+    def _student_overrides(self, name: str) -> list[str]:
+        """The recipe overrides of the distilled student or the baseline (`STUDENTS`)."""
+        teacher = f"teacher_checkpoint={self.checkpoint('teacher')}"
+        if name == "baseline":
+            return [teacher, "distill.mode=baseline"]
         # As the recipe (a quarter of the steps): SILog alone first, then distillation ramps in.
         steps = self.budget.student_steps
-        self._train(
-            "student",
-            "synthetic_student.yaml",
-            [
-                f"teacher_checkpoint={self.checkpoint('teacher')}",
-                f"distill.distill_start={steps // 4}",
-                f"distill.warmup_steps={steps // 4}",
-            ],
-        )
+        return [teacher, f"distill.distill_start={steps // 4}", f"distill.warmup_steps={steps // 4}"]
+
+    def stage_student(self) -> None:
+        self._train("student", "synthetic_student.yaml", self._student_overrides("student"))
 
     def stage_baseline(self) -> None:
-        self._train(
-            "baseline",
-            "synthetic_student.yaml",
-            [f"teacher_checkpoint={self.checkpoint('teacher')}", "distill.mode=baseline"],
-        )
+        self._train("baseline", "synthetic_student.yaml", self._student_overrides("baseline"))
+
+    def seed_run(self, name: str, seed: int) -> str:
+        """The work-folder name of student `name` trained with `seed` (seed 0 is the main run)."""
+        return name if seed == 0 else f"seeds/{name}_seed{seed}"
+
+    def stage_seeds(self) -> None:
+        for seed in range(1, self.seeds):
+            for name in STUDENTS:
+                run = self.seed_run(name, seed)
+                scores = self.path("eval", f"{run}.json")
+                if scores.is_file():  # trained and scored by an earlier run with as many seeds or more
+                    continue
+                self._train(run, "synthetic_student.yaml", [*self._student_overrides(name), f"seed={seed}"])
+                self._eval(self.checkpoint(run), scores, None)
 
     @staticmethod
     def _scoring(model: Path, vis: Path | None = None):
@@ -299,12 +322,17 @@ class Demo:
             return json.loads(self.path(*parts).read_text())
 
         results = {m: load("eval", f"{m}.json") for m in MODELS}
+        seed_results = {
+            m: [load("eval", f"{self.seed_run(m, seed)}.json") for seed in range(self.seeds)]
+            for m in STUDENTS
+        }
         sgbm = self.path("eval", "sgbm.json")
         inputs = ReportInputs(
             workdir=self.dir,
             budget=self.budget.describe(results["student"].get("n_images")),
             image_size=self.budget.size,
             results=results,
+            seed_results=seed_results,
             sgbm=load("eval", "sgbm.json") if sgbm.is_file() else None,
             bag=load("bag_eval", "bag_eval.json"),
             bag_dataset=load("bag_eval", "dataset_eval_onnx.json"),

@@ -18,6 +18,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--size", help="image size HxW, multiples of 32 (default: 96x320, quick 64x192)")
     parser.add_argument("--steps", type=int, help="training steps of each network (default: the budget's)")
+    parser.add_argument(
+        "--seeds", type=int, default=1, metavar="N",
+        help="train both students with seeds 0 … N−1 and report mean ± std (default: 1; each extra seed "
+             "adds two student trainings, about 6 min at the full budget)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,12 +40,14 @@ def run(args: argparse.Namespace) -> int:
             student_steps=args.steps,
             val_every=max(1, min(budget.val_every, args.steps)),
         )
+    if args.seeds < 1:
+        raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
     h, w = budget.size
     if h % 32 or w % 32:
         raise ValueError(f"--size must be multiples of 32, got {h}x{w}")
     # finished stages in an existing workdir are reused; a file in its place is an error
     check_output_dir(args.workdir, "--workdir", overwrite=True)
-    report = Demo(args.workdir, budget).run()
+    report = Demo(args.workdir, budget, seeds=args.seeds).run()
     print(f"\nReport: {report}\n")
     print(report.read_text().split("## The same frames")[0])
     return 0

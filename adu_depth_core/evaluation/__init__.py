@@ -26,7 +26,7 @@ from .metrics import (
     prepare,
     valid_mask,
 )
-from .tables import format_table
+from .tables import format_table, mean_std
 from .uncertainty import (
     FRACTIONS,
     SPARSIFICATION_METRICS,
@@ -70,6 +70,7 @@ __all__ = [
     "evaluate_image",
     "flip_tta",
     "format_table",
+    "mean_std",
     "kb_crop_box",
     "make_panel",
     "normalize_crop_name",

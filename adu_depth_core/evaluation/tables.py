@@ -127,3 +127,15 @@ def format_table(
             parts.append(f"depth cap 0-{max_depth:g} m")
         caption = ", ".join(parts) + "."
     return "\n".join(lines) + "\n\n" + caption + "\n"
+
+
+def mean_std(runs: Sequence[Mapping[str, float]]) -> tuple[dict[str, float], dict[str, float]]:
+    """Per-metric mean and sample standard deviation (ddof 1; none for a single run) over runs: the
+    seed-to-seed spread that `format_table(spread=...)` prints. Keys missing from any run are left out."""
+    keys = [k for k in runs[0] if all(k in r for r in runs)]
+    mean = {k: float(sum(r[k] for r in runs) / len(runs)) for k in keys}
+    if len(runs) < 2:
+        return mean, {}
+    std = {k: math.sqrt(sum((r[k] - mean[k]) ** 2 for r in runs) / (len(runs) - 1)) for k in keys
+           if k != "n_images"}
+    return mean, std

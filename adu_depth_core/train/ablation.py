@@ -24,7 +24,7 @@ from adu_depth_core.checkpoint import load_checkpoint
 from adu_depth_core.config import to_dict
 from adu_depth_core.data.factory import build_dataset, has_split
 from adu_depth_core.distill import ablation_configs
-from adu_depth_core.evaluation import format_table
+from adu_depth_core.evaluation import format_table, mean_std
 from adu_depth_core.fileio import atomic_write_bytes
 from adu_depth_core.models import load_model
 from adu_depth_core.runtime import DepthEstimator
@@ -207,17 +207,6 @@ def run_ablation(
         du.cleanup()
 
 
-def _mean_std(runs: list[dict[str, float]]) -> tuple[dict[str, float], dict[str, float]]:
-    """Per-metric mean and sample standard deviation (ddof 1; none for a single run) over runs."""
-    keys = [k for k in runs[0] if all(k in r for r in runs)]
-    mean = {k: float(sum(r[k] for r in runs) / len(runs)) for k in keys}
-    if len(runs) < 2:
-        return mean, {}
-    std = {k: math.sqrt(sum((r[k] - mean[k]) ** 2 for r in runs) / (len(runs) - 1)) for k in keys
-           if k != "n_images"}
-    return mean, std
-
-
 def _evaluate_rows(
     cfg: TrainConfig,
     teacher_path: Path,
@@ -241,7 +230,7 @@ def _evaluate_rows(
             "runs": runs,
         }
         for gt in ("sparse", "dense"):
-            entry[gt], entry[f"{gt}_std"] = _mean_std([r[gt] for r in runs]) if runs[0][gt] else ({}, {})
+            entry[gt], entry[f"{gt}_std"] = mean_std([r[gt] for r in runs]) if runs[0][gt] else ({}, {})
         entries[label] = entry
         log.info(
             "%s: abs_rel %.4f (sparse)%s over %d run(s)",
