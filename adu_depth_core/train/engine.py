@@ -42,6 +42,7 @@ from adu_depth_core.runtime import DepthEstimator
 from adu_depth_core.train import distributed as du
 from adu_depth_core.train import hooks as H
 from adu_depth_core.train.config import TrainConfig
+from adu_depth_core.train.loop import HookBase, TrainerBase
 from adu_depth_core.train.state import (
     FocalStats,
     derive_seed,
@@ -56,81 +57,6 @@ from adu_depth_core.train.state import (
 log = logging.getLogger(__name__)
 
 CHECKPOINT_GLOBS = H.CHECKPOINT_GLOBS
-
-
-# --------------------------------------------------------------------------------------------------
-# Generic loop
-
-
-class EventStorage:
-    """What the current step produced, read by hooks: loss terms, scalars, the latest validation."""
-
-    def __init__(self) -> None:
-        self.latest_losses: dict[str, float] = {}
-        self.scalars: dict[str, float] = {}
-        self.latest_val: dict[str, float] = {}
-        self.val_images: dict[str, np.ndarray] = {}
-        self.val_iter = -1
-        self.val_history: list[tuple[int, dict[str, float]]] = []
-
-    def put_losses(self, losses: dict[str, float]) -> None:
-        self.latest_losses = dict(losses)
-
-    def put_scalar(self, name: str, value: float) -> None:
-        self.scalars[name] = float(value)
-
-    def put_val(self, metrics: dict[str, float], images: dict[str, np.ndarray], step: int) -> None:
-        self.latest_val = dict(metrics)
-        self.val_images = dict(images)
-        self.val_iter = step
-        self.val_history.append((step, dict(metrics)))
-
-
-class TrainerBase:
-    """`iter` counts completed optimiser steps; `train()` runs until `max_iter` calling the hooks."""
-
-    def __init__(self) -> None:
-        self._hooks: list[H.HookBase] = []
-        self.iter = 0
-        self.start_iter = 0
-        self.max_iter = 0
-        self.storage = EventStorage()
-        self.exception: BaseException | None = None
-
-    def register_hooks(self, hooks: list[H.HookBase | None]) -> None:
-        for h in hooks:
-            if h is None:
-                continue
-            h.trainer = self  # type: ignore[assignment]
-            self._hooks.append(h)
-
-    @property
-    def hooks(self) -> list[H.HookBase]:
-        return list(self._hooks)
-
-    def train(self) -> None:
-        self.start_iter = self.iter
-        log.info("training from step %d to %d", self.iter, self.max_iter)
-        self.exception: BaseException | None = None
-        for h in self._hooks:
-            h.before_train()
-        try:
-            while self.iter < self.max_iter:
-                for h in self._hooks:
-                    h.before_step()
-                self.run_step()
-                self.iter += 1
-                for h in self._hooks:
-                    h.after_step()
-        except BaseException as exc:
-            self.exception = exc  # hooks see it in after_train (e.g. no collective save after a crash)
-            raise
-        finally:
-            for h in self._hooks:
-                h.after_train()
-
-    def run_step(self) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
 
 
 # --------------------------------------------------------------------------------------------------
@@ -287,7 +213,7 @@ class DepthTrainer(TrainerBase):
         resume: str | Path | None = None,
         overwrite: bool = False,
         dist_info: du.DistInfo | None = None,
-        extra_hooks: list[H.HookBase] | tuple[H.HookBase, ...] = (),
+        extra_hooks: list[HookBase] | tuple[HookBase, ...] = (),
     ):
         super().__init__()
         cfg.validate()
@@ -817,7 +743,7 @@ def train(
     resume: str | Path | None = None,
     overwrite: bool = False,
     dist_info: du.DistInfo | None = None,
-    extra_hooks: list[H.HookBase] | tuple[H.HookBase, ...] = (),
+    extra_hooks: list[HookBase] | tuple[HookBase, ...] = (),
 ) -> dict[str, Any]:
     """Run one training (on this process, or as one rank of a `torchrun` job); returns a summary.
 
@@ -871,7 +797,7 @@ def _attach_file_log(trainer: DepthTrainer) -> None:
     trainer.register_hooks([_RemoveHandler(root, handler)])
 
 
-class _DeterminismHook(H.HookBase):
+class _DeterminismHook(HookBase):
     """Deterministic kernels while this trainer runs; the previous global setting is restored after."""
 
     def before_train(self) -> None:
@@ -888,7 +814,7 @@ class _DeterminismHook(H.HookBase):
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn_det, bench
 
 
-class _RemoveHandler(H.HookBase):
+class _RemoveHandler(HookBase):
     def __init__(self, logger: logging.Logger, handler: logging.Handler):
         self.logger, self.handler = logger, handler
 
