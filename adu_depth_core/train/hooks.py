@@ -23,6 +23,7 @@ from adu_depth_core.fileio import atomic_write_bytes, remove_stale_temps
 from adu_depth_core.paths import naming
 from adu_depth_core.train import distributed as du
 from adu_depth_core.train.loop import HookBase
+from adu_depth_core.train.state import set_determinism
 
 log = logging.getLogger(__name__)
 
@@ -347,3 +348,20 @@ class ProgressBar(HookBase):
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+
+
+class DeterminismHook(HookBase):
+    """Deterministic kernels while this trainer runs; the previous global setting is restored after."""
+
+    def before_train(self) -> None:
+        self._saved = (
+            torch.are_deterministic_algorithms_enabled(),
+            torch.backends.cudnn.deterministic,
+            torch.backends.cudnn.benchmark,
+        )
+        set_determinism(True)
+
+    def after_train(self) -> None:
+        enabled, cudnn_det, bench = self._saved
+        torch.use_deterministic_algorithms(enabled)
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn_det, bench

@@ -87,7 +87,7 @@ class TrainerBase:
     def train(self) -> None:
         self.start_iter = self.iter
         log.info("training from step %d to %d", self.iter, self.max_iter)
-        self.exception: BaseException | None = None
+        self.exception = None
         for h in self._hooks:
             h.before_train()
         try:
