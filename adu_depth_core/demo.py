@@ -19,7 +19,7 @@ interrupted training from its `last.pt`):
 Training frames are rendered in memory from the rig's train seed range (a pure function of the seed, so
 identical to writing them out and reading them back); validation uses the val seeds, tests the test seeds.
 
-Each stage calls the library with typed specs, as the commands do (`data.rig_export`, `train.engine.train`,
+Each stage calls the library with typed specs, as the commands do (`data.rig_export`, `train.run.train`,
 `eval_run`, `runtime.export`, bag-eval's `evaluate_bag`); the report stage gathers what the others wrote
 into a `demo_report.ReportInputs`, which `demo_report` only formats.
 """
@@ -180,7 +180,7 @@ class Demo:
     def _train(self, name: str, recipe: str, extra: list[str]) -> None:
         from adu_depth_core.config import apply_overrides, from_dict, read_yaml
         from adu_depth_core.train.config import TrainConfig
-        from adu_depth_core.train.engine import train
+        from adu_depth_core.train.run import train
 
         b = self.budget
         steps = b.teacher_steps if name == "teacher" else b.student_steps

@@ -13,7 +13,7 @@ Random weights (seed 0): speed and FP16-vs-FP32 agreement do not depend on train
   default; `--candidate torch` on a CPU) estimates the same synthetic rig frames; the result is the AbsRel
   difference mean(|d_cand − d_ref| / d_ref) over pixels valid in both, and its max over frames.
 - train: forward + backward + AdamW step of the student at batch `--batch`, under `--amp` autocast
-  (`train.engine.autocast_context`, GradScaler for fp16), steps/s over `--steps` after warm-up.
+  (`train.objectives.autocast_context`, GradScaler for fp16), steps/s over `--steps` after warm-up.
 - node-latency: depth_node on the model in a subprocess, fed `--frames` camera frames; the latency
   percentiles its /diagnostics report (arrival → outputs published).
 """
@@ -124,7 +124,7 @@ def parity(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def train(args: argparse.Namespace) -> dict[str, Any]:
-    from adu_depth_core.train.engine import autocast_context
+    from adu_depth_core.train.objectives import autocast_context
 
     size = parse_size(args.size)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))

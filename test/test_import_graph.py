@@ -14,8 +14,6 @@ import ast
 import functools
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("adu_depth_core", "adu_depth_ros")
 
@@ -30,13 +28,7 @@ FLOORS = {
     5: ("cli", "commands"),
 }
 
-# Known and owned by other work of issue 15: each is an xfail naming it, until that work removes it.
-KNOWN_CYCLES = {
-    frozenset({"adu_depth_core.train.engine", "adu_depth_core.train.hooks"}): (
-        "train/engine.py is being reworked (issue 15 items 2 and 7): hooks imports TrainerBase for a "
-        "type hint"
-    ),
-}
+
 def _module_name(path: Path) -> str:
     parts = path.relative_to(ROOT).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
@@ -153,28 +145,18 @@ def upward_imports(graph: dict[str, set[str]]) -> list[tuple[str, str]]:
     ]
 
 
-def _xfails(known: dict) -> list:
-    return [pytest.param(sorted(k) if isinstance(k, frozenset) else k,
-                         marks=pytest.mark.xfail(strict=False, reason=why)) for k, why in known.items()]
-
-
 def test_the_graph_sees_lazy_and_relative_imports():
     graph = import_graph()
     assert "adu_depth_core.runtime.estimator" in graph["adu_depth_core.runtime"]  # `from .estimator import`
-    assert "adu_depth_core.train.engine" in graph["adu_depth_core.commands.train"]  # inside run()
+    assert "adu_depth_core.train.run" in graph["adu_depth_core.commands.train"]  # inside run()
     assert "adu_depth_core.data.factory" in graph["adu_depth_core.train.engine"]
     assert find_cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
 
 def test_no_import_cycle():
     graph = import_graph()
-    cycles = [c for c in find_cycles(graph) if frozenset(c) not in KNOWN_CYCLES]
+    cycles = find_cycles(graph)
     assert not cycles, "import cycles:\n" + "\n".join(_describe(c, graph) for c in cycles)
-
-
-@pytest.mark.parametrize("cycle", _xfails(KNOWN_CYCLES))
-def test_known_cycle_is_gone(cycle):
-    assert cycle not in find_cycles(import_graph())
 
 
 def test_imports_point_down_the_floors():

@@ -4,6 +4,7 @@ depth, scene independent of focal/size, LiDAR-like GT, the scene variations the 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 
 import cv2
@@ -248,3 +249,53 @@ def test_synthetic_dataset_sample_contract(frames):
     assert t["left"].shape == (3, 64, 256) and t["depth_dense"].shape == (1, 64, 256)
     with pytest.raises(ValueError, match="index"):
         SyntheticStereoDataset(2, SIZE, "train", first_index=SPLIT_BLOCK - 1)
+
+
+# Digests of frames and scenes rendered by the single-module `data/synthetic.py` before it became a
+# package (issue 15): the rig's output for a seed is a data format (training data, exported trees, pinned
+# experiment numbers), so a refactor must leave every bit in place. Scenes are float64 draws (exact on
+# any machine); frames use float32 numpy maths, pinned with numpy 2.4 on x86-64.
+_PINNED_NUMPY = "2.4"
+_SEEDS = (0, 7, 1_000_003, 2_000_011)  # train 0 and 7, val 3, test 11
+_FRAME_DIGESTS = {
+    "vehicle": ("003df21cf9b1b651", "f8d63b358fa1f255", "0196e5f0823c58be", "82634a6fe067ed25"),
+    "varied_mount": ("35b5ed9899f8d9d7", "424e8a27144f5fa4", "6f36ba09602e94f1", "56731647eb9d2ec5"),
+    "easy_mono": ("08c7a13bb0cbd8a2", "8a39a20307099991", "94323cf5b17d4f7a", "2487967e20d8df5a"),
+}
+_SCENE_DIGESTS = {
+    "vehicle": ("2d2d797eeded4279", "1922f4441683ced5", "01788a29d6eaa243", "7d33eb83a31bb334"),
+    "varied_mount": ("603b3b56b863249e", "01b9225d084cd8a4", "0d05035fc2134b4c", "2171948c794bfb7c"),
+    "easy_mono": ("f8b1f2f0ad626be9", "0b0e683593288ba6", "50fa5067bc20765b", "c2482bcb3bd2b71b"),
+}
+
+
+def _digest(arrays) -> str:
+    h = hashlib.sha256()
+    for a in arrays:
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()[:16]
+
+
+@pytest.mark.parametrize("preset", sorted(_SCENE_DIGESTS))
+def test_scenes_of_a_seed_are_pinned(preset):
+    for seed, want in zip(_SEEDS, _SCENE_DIGESTS[preset]):
+        scene = sample_scene(seed, RigConfig.preset(preset))
+        h = hashlib.sha256()
+        for k in sorted(scene.surf):
+            h.update(np.ascontiguousarray(scene.surf[k]).tobytes())
+        h.update(repr((scene.camera_height, scene.pitch, scene.ambient, sorted(scene.road.items()),
+                       scene.counts)).encode())  # fmt: skip
+        for a in (scene.sun, scene.sky_horizon, scene.sky_zenith, scene.waves):
+            h.update(np.ascontiguousarray(a).tobytes())
+        assert h.hexdigest()[:16] == want, f"{preset} seed {seed}: the scene changed"
+
+
+@pytest.mark.parametrize("preset", sorted(_FRAME_DIGESTS))
+def test_rendered_frames_of_a_seed_are_pinned(preset):
+    if not np.__version__.startswith(_PINNED_NUMPY + "."):
+        pytest.skip(f"frame digests were pinned with numpy {_PINNED_NUMPY}; this is {np.__version__}")
+    rig = SyntheticRig(RigConfig.preset(preset), (48, 160))
+    for seed, want in zip(_SEEDS, _FRAME_DIGESTS[preset]):
+        f = rig.render(seed)
+        got = _digest([f.left, f.right, f.depth, f.lidar_depth, f.right_depth])
+        assert got == want, f"{preset} seed {seed}: the rendered frame changed"

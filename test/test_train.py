@@ -27,8 +27,9 @@ from adu_depth_core.models import ModelConfig, build_model, load_model
 from adu_depth_core.train import distributed as du
 from adu_depth_core.train.ablation import parse_rows, run_ablation, score_checkpoint
 from adu_depth_core.train.config import DataConfig, TrainConfig, UnlabeledConfig, load_train_config
-from adu_depth_core.train.engine import DepthTrainer, train
+from adu_depth_core.train.engine import DepthTrainer
 from adu_depth_core.train.hooks import HookBase, PolynomialLR, metric_mode
+from adu_depth_core.train.run import train
 from adu_depth_core.train.state import FocalStats, get_rng_state, set_rng_state
 
 SIZE = [64, 192]

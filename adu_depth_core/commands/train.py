@@ -65,7 +65,7 @@ def resolve_config(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from adu_depth_core.config import to_dict
-    from adu_depth_core.train.engine import train
+    from adu_depth_core.train.run import train
 
     cfg = resolve_config(args)
     if args.print_config:

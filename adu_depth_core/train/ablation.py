@@ -30,7 +30,8 @@ from adu_depth_core.models import load_model
 from adu_depth_core.runtime import DepthEstimator
 from adu_depth_core.train import distributed as du
 from adu_depth_core.train.config import TrainConfig
-from adu_depth_core.train.engine import evaluate_model, train
+from adu_depth_core.train.run import train
+from adu_depth_core.train.validation import evaluate_model
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import math
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch.optim.lr_scheduler import LRScheduler
@@ -22,9 +22,8 @@ from torch.optim.lr_scheduler import LRScheduler
 from adu_depth_core.fileio import atomic_write_bytes, remove_stale_temps
 from adu_depth_core.paths import naming
 from adu_depth_core.train import distributed as du
-
-if TYPE_CHECKING:  # pragma: no cover
-    from adu_depth_core.train.engine import TrainerBase
+from adu_depth_core.train.loop import HookBase
+from adu_depth_core.train.state import set_determinism
 
 log = logging.getLogger(__name__)
 
@@ -65,29 +64,6 @@ class PolynomialLR(LRScheduler):
     def state_dict(self) -> dict[str, Any]:
         # total_steps comes from the config of the run being resumed, not from the checkpoint
         return {k: v for k, v in super().state_dict().items() if k != "total_steps"}
-
-
-class HookBase:
-    """Base class: override any of the four callbacks; `state_dict` goes into checkpoints."""
-
-    trainer: TrainerBase
-
-    def before_train(self) -> None: ...
-
-    def after_train(self) -> None: ...
-
-    def before_step(self) -> None: ...
-
-    def after_step(self) -> None: ...
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None: ...
-
-    @property
-    def is_last_step(self) -> bool:
-        return self.trainer.iter >= self.trainer.max_iter
 
 
 class LRSchedulerHook(HookBase):
@@ -372,3 +348,20 @@ class ProgressBar(HookBase):
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+
+
+class DeterminismHook(HookBase):
+    """Deterministic kernels while this trainer runs; the previous global setting is restored after."""
+
+    def before_train(self) -> None:
+        self._saved = (
+            torch.are_deterministic_algorithms_enabled(),
+            torch.backends.cudnn.deterministic,
+            torch.backends.cudnn.benchmark,
+        )
+        set_determinism(True)
+
+    def after_train(self) -> None:
+        enabled, cudnn_det, bench = self._saved
+        torch.use_deterministic_algorithms(enabled)
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn_det, bench
