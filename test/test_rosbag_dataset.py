@@ -3,6 +3,7 @@ rectified and raw (distorted, rotated) stereo, depth-image and LiDAR GT, pairing
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import pickle
@@ -15,6 +16,7 @@ from rosbags.rosbag2 import Reader
 from adu_depth_core.data import ros_messages as rm
 from adu_depth_core.data import rosbag_dataset as rd
 from adu_depth_core.data import rosbag_io as rb
+from adu_depth_core.data.config import DataConfig, RosbagConfig
 from adu_depth_core.data.rosbag_dataset import RosbagStereoDataset
 from adu_depth_core.data.synthetic import SyntheticRig
 from adu_depth_core.geometry import backproject_depth, rigid_transform, scale_intrinsics, transform_points
@@ -25,6 +27,11 @@ K = RIG.K
 B = RIG.config.baseline
 PERIOD_NS = 100_000_000
 MARGIN = 8  # px: rectified pixels this close to the border may map outside the raw image
+
+
+def cfg(**kw) -> RosbagConfig:
+    """The recording settings for the test bags: no GT source and no cache unless given."""
+    return RosbagConfig(**{"lidar_topic": None, "cache_dir": None, **kw})
 
 
 def stamp(i: int) -> int:
@@ -156,7 +163,7 @@ def raw_bag(tmp_path_factory, frames):
 @pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
 def test_samples_equal_the_rig_frames(tmp_path, frames, storage):
     bag = rb.write_rig_bag(tmp_path / "run", frames, storage=storage, rate_hz=10.0)
-    ds = RosbagStereoDataset(bag, gt_topic=rb.DEPTH_GT)
+    ds = RosbagStereoDataset(bag, cfg(gt_topic=rb.DEPTH_GT))
     assert len(ds) == N
     assert ds.report["total"] == {"left": N, "right": N, "gt": N, "stereo_pairs": N, "unmatched_left": 0,
                                   "unmatched_right": 0, "no_gt": 0, "unused_gt": 0, "frames": N}
@@ -177,8 +184,8 @@ def test_samples_equal_the_rig_frames(tmp_path, frames, storage):
 @pytest.mark.parametrize("fmt", ["png", "jpeg"])
 def test_compressed_views_decode_to_the_rig_frames(tmp_path, frames, fmt):
     bag = write_bag(tmp_path / fmt, frames, compressed=fmt)
-    ds = RosbagStereoDataset(bag, left_topic=rb.LEFT_IMAGE + "/compressed",
-                             right_topic=rb.RIGHT_IMAGE + "/compressed", gt_topic=rb.DEPTH_GT)
+    ds = RosbagStereoDataset(bag, cfg(left_topic=rb.LEFT_IMAGE + "/compressed",
+                                      right_topic=rb.RIGHT_IMAGE + "/compressed", gt_topic=rb.DEPTH_GT))
     assert len(ds) == N
     assert ds.report["total"]["corrupt_left"] == ds.report["total"]["corrupt_right"] == 0
     for i, f in enumerate(frames):
@@ -196,8 +203,8 @@ def test_a_corrupt_compressed_payload_skips_that_frame_and_is_counted(tmp_path, 
     bag = write_bag(tmp_path / "bad", frames, compressed="jpeg",
                     corrupt=lambda topic, i: topic == rb.LEFT_IMAGE and i == 3)
     with caplog.at_level(logging.WARNING):
-        ds = RosbagStereoDataset(bag, left_topic=rb.LEFT_IMAGE + "/compressed",
-                                 right_topic=rb.RIGHT_IMAGE + "/compressed", gt_topic=rb.DEPTH_GT)
+        ds = RosbagStereoDataset(bag, cfg(left_topic=rb.LEFT_IMAGE + "/compressed",
+                                          right_topic=rb.RIGHT_IMAGE + "/compressed", gt_topic=rb.DEPTH_GT))
     t = ds.report["total"]
     assert (len(ds), t["left"], t["corrupt_left"], t["corrupt_right"], t["unmatched_right"]) == (N - 1, N - 1,
                                                                                                  1, 0, 1)
@@ -209,7 +216,7 @@ def test_a_corrupt_compressed_payload_skips_that_frame_and_is_counted(tmp_path, 
 
 
 def test_lidar_gt_from_tf_static_equals_rig_lidar_depth(rig_bag, frames):
-    ds = RosbagStereoDataset(rig_bag, lidar_topic=rb.LIDAR_POINTS)
+    ds = RosbagStereoDataset(rig_bag, cfg(lidar_topic=rb.LIDAR_POINTS))
     for i, f in enumerate(frames):
         np.testing.assert_allclose(ds[i]["depth"][0].numpy(), f.lidar_depth, rtol=1e-5, atol=0)
     assert int((ds[0]["depth"] > 0).sum()) == int((frames[0].lidar_depth > 0).sum()) > 100
@@ -217,7 +224,7 @@ def test_lidar_gt_from_tf_static_equals_rig_lidar_depth(rig_bag, frames):
 
 def test_16uc1_depth_gt_in_millimetres(tmp_path, frames):
     bag = write_bag(tmp_path / "mm", frames[:3], depth_encoding="16UC1")
-    ds = RosbagStereoDataset(bag, gt_topic=rb.DEPTH_GT)
+    ds = RosbagStereoDataset(bag, cfg(gt_topic=rb.DEPTH_GT))
     for i in range(3):
         mm = np.rint(frames[i].depth.astype(np.float64) * 1000)
         expect = np.where(mm <= 65535, mm / 1000, 0.0)  # 16UC1 holds up to 65.535 m
@@ -226,7 +233,7 @@ def test_16uc1_depth_gt_in_millimetres(tmp_path, frames):
 
 
 def test_raw_views_are_rectified_to_the_rig_frames(raw_bag, frames):
-    ds = RosbagStereoDataset(raw_bag, lidar_topic=rb.LIDAR_POINTS)
+    ds = RosbagStereoDataset(raw_bag, cfg(lidar_topic=rb.LIDAR_POINTS))
     assert ds.report["bags"]["raw"]["rectified_from_raw"] is True
     inner = np.s_[MARGIN:-MARGIN, MARGIN:-MARGIN]
     with Reader(raw_bag) as reader:  # the raw images themselves are far from the rectified ones
@@ -248,7 +255,7 @@ def test_raw_views_are_rectified_to_the_rig_frames(raw_bag, frames):
     assert raw_err > 3 * max(e[0] for e in errors)
     # rectify="never" (image_rect topics with the raw camera_info): images as recorded, the LiDAR still
     # rotated by R_left into the rectified frame the images are taken to be in
-    never = RosbagStereoDataset(raw_bag, lidar_topic=rb.LIDAR_POINTS, rectify="never")
+    never = RosbagStereoDataset(raw_bag, cfg(lidar_topic=rb.LIDAR_POINTS, rectify="never"))
     assert never.report["bags"]["raw"]["rectified_from_raw"] is False
     np.testing.assert_array_equal(_u8(never[0]["left"]), raw0)
     np.testing.assert_allclose(never[0]["depth"][0].numpy(), frames[0].lidar_depth, rtol=1e-5, atol=0)
@@ -268,7 +275,7 @@ def test_raw_views_are_rectified_to_the_rig_frames(raw_bag, frames):
 
 
 def test_raw_depth_image_gt_is_rectified_with_nearest_and_axis_change(raw_bag, frames):
-    ds = RosbagStereoDataset(raw_bag, gt_topic=rb.DEPTH_GT)
+    ds = RosbagStereoDataset(raw_bag, cfg(gt_topic=rb.DEPTH_GT))
     inner = np.s_[MARGIN:-MARGIN, MARGIN:-MARGIN]
     got, want = ds[0]["depth"][0].numpy()[inner], frames[0].depth[inner]
     both = (got > 0) & (want > 0)
@@ -288,8 +295,8 @@ def test_raw_depth_image_gt_is_rectified_with_nearest_and_axis_change(raw_bag, f
 
 
 def test_image_scale_resizes_images_k_and_gt(rig_bag, frames):
-    dense = RosbagStereoDataset(rig_bag, gt_topic=rb.DEPTH_GT, image_scale=0.5)
-    sparse = RosbagStereoDataset(rig_bag, lidar_topic=rb.LIDAR_POINTS, image_scale=0.5)
+    dense = RosbagStereoDataset(rig_bag, cfg(gt_topic=rb.DEPTH_GT, image_scale=0.5))
+    sparse = RosbagStereoDataset(rig_bag, cfg(lidar_topic=rb.LIDAR_POINTS, image_scale=0.5))
     K2 = scale_intrinsics(K, 0.5, 0.5)
     for i in (0, 5):
         s, f = dense[i], frames[i]
@@ -314,7 +321,7 @@ def test_image_scale_resizes_images_k_and_gt(rig_bag, frames):
 def test_dropped_right_frame_is_reported_and_the_rest_pair_correctly(tmp_path, frames, caplog):
     bag = write_bag(tmp_path / "drop", frames, skip=lambda topic, i: topic == rb.RIGHT_IMAGE and i == 3)
     with caplog.at_level(logging.INFO, logger=rd.__name__):
-        ds = RosbagStereoDataset(bag, gt_topic=rb.DEPTH_GT)
+        ds = RosbagStereoDataset(bag, cfg(gt_topic=rb.DEPTH_GT))
     t = ds.report["total"]
     assert (t["left"], t["right"], t["stereo_pairs"], t["unmatched_left"], t["unmatched_right"]) == (N, N - 1,
                                                                                                   N - 1, 1, 0)
@@ -332,12 +339,12 @@ def test_nearest_pairing_within_tolerance(tmp_path, frames):
     bag = write_bag(tmp_path / "jitter", frames[:5], right_offset_ns=3_000_000,
                     skip=lambda topic, i: topic == rb.DEPTH_GT and i == 2)
     with pytest.raises(ValueError, match=r"no left/right image pair within stereo_tolerance_ns=0 .*3\.000 "):
-        RosbagStereoDataset(bag, gt_topic=rb.DEPTH_GT)
-    ds = RosbagStereoDataset(bag, gt_topic=rb.DEPTH_GT, stereo_tolerance_ns=10_000_000)
+        RosbagStereoDataset(bag, cfg(gt_topic=rb.DEPTH_GT))
+    ds = RosbagStereoDataset(bag, cfg(gt_topic=rb.DEPTH_GT, stereo_tolerance_ns=10_000_000))
     assert ds.report["total"]["no_gt"] == 1 and len(ds) == 4  # frame 2 has no GT: dropped, counted
     for k, i in enumerate([0, 1, 3, 4]):
         np.testing.assert_array_equal(_u8(ds[k]["right"]), frames[i].right)
-    ds = RosbagStereoDataset(bag, gt_topic=rb.DEPTH_GT, stereo_tolerance_ns=10_000_000, require_gt=False)
+    ds = RosbagStereoDataset(bag, cfg(gt_topic=rb.DEPTH_GT, stereo_tolerance_ns=10_000_000, require_gt=False))
     assert len(ds) == 5 and ds[2]["has_gt"] is False and float(ds[2]["depth"].abs().sum()) == 0.0
 
 
@@ -362,7 +369,7 @@ def test_cache_is_used_on_later_epochs_and_runs_and_invalidated_on_change(tmp_pa
     bag = write_bag(tmp_path / "bags" / "run", frames[:4])
     cache = tmp_path / "cache"
     calls = _count_opens(monkeypatch)
-    ds = RosbagStereoDataset(bag, gt_topic=rb.DEPTH_GT, cache_dir=cache)
+    ds = RosbagStereoDataset(bag, cfg(gt_topic=rb.DEPTH_GT, cache_dir=cache))
     assert len(calls) == 1 and ds.report["bags"]["run"]["cache"] == "built"
     entries = sorted(p.name for p in cache.iterdir())
     assert len(entries) == 1 and entries[0].startswith("run-")  # no temp folder left behind
@@ -378,7 +385,8 @@ def test_cache_is_used_on_later_epochs_and_runs_and_invalidated_on_change(tmp_pa
         ds.set_epoch(epoch)
         for i in range(len(ds)):
             np.testing.assert_array_equal(ds[i]["left"].numpy(), first[i]["left"].numpy())
-    again = RosbagStereoDataset(bag, gt_topic=rb.DEPTH_GT, cache_dir=cache, split="val", train_fraction=0.5)
+    again = RosbagStereoDataset(bag, cfg(gt_topic=rb.DEPTH_GT, cache_dir=cache, train_fraction=0.5),
+                                split="val")
     assert again.report["bags"]["run"]["cache"] == "hit" and len(again) == 2  # splits share the entry
     np.testing.assert_array_equal(again[1]["depth"].numpy(), first[3]["depth"].numpy())
     # workers get the dataset pickled without the frames; they map the cache themselves
@@ -388,21 +396,21 @@ def test_cache_is_used_on_later_epochs_and_runs_and_invalidated_on_change(tmp_pa
 
     calls = _count_opens(monkeypatch)
     # a setting that changes decoding -> a new entry
-    ds2 = RosbagStereoDataset(bag, gt_topic=rb.DEPTH_GT, cache_dir=cache, stereo_tolerance_ns=1)
+    ds2 = RosbagStereoDataset(bag, cfg(gt_topic=rb.DEPTH_GT, cache_dir=cache, stereo_tolerance_ns=1))
     assert len(calls) == 1 and ds2.report["bags"]["run"]["cache"] == "built"
     assert len(list(cache.iterdir())) == 2
     # the bag changes (re-recorded / touched) -> rebuilt
     storage = next(p for p in bag.iterdir() if p.suffix == ".mcap")
     st = storage.stat()
     os.utime(storage, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
-    ds3 = RosbagStereoDataset(bag, gt_topic=rb.DEPTH_GT, cache_dir=cache)
+    ds3 = RosbagStereoDataset(bag, cfg(gt_topic=rb.DEPTH_GT, cache_dir=cache))
     assert len(calls) == 2 and ds3.report["bags"]["run"]["cache"] == "built"
     assert len(list(cache.iterdir())) == 2  # the entry of the old bag is gone, the other setting's stays
     np.testing.assert_array_equal(ds3[0]["left"].numpy(), first[0]["left"].numpy())
     # a damaged entry is rebuilt, not trusted
     entry = next(p for p in cache.iterdir() if p.name == ds3._bags[0].cache_path.name)
     (entry / "depth.npy").write_bytes(b"broken")
-    ds4 = RosbagStereoDataset(bag, gt_topic=rb.DEPTH_GT, cache_dir=cache)
+    ds4 = RosbagStereoDataset(bag, cfg(gt_topic=rb.DEPTH_GT, cache_dir=cache))
     assert len(calls) == 3 and ds4.report["bags"]["run"]["cache"] == "built"
     np.testing.assert_array_equal(ds4[3]["depth"].numpy(), first[3]["depth"].numpy())
     assert not [p for p in cache.iterdir() if p.name.startswith(".")]
@@ -413,27 +421,26 @@ def test_cache_is_used_on_later_epochs_and_runs_and_invalidated_on_change(tmp_pa
 
 def test_time_split_has_no_overlap_and_respects_the_gap(rig_bag):
     kw = {"gt_topic": rb.DEPTH_GT, "train_fraction": 0.5}
-    train = RosbagStereoDataset(rig_bag, split="train", **kw)
-    val = RosbagStereoDataset(rig_bag, split="val", **kw)
-    everything = RosbagStereoDataset(rig_bag, split="all", **kw)
+    train = RosbagStereoDataset(rig_bag, cfg(**kw), split="train")
+    val = RosbagStereoDataset(rig_bag, cfg(**kw), split="val")
+    everything = RosbagStereoDataset(rig_bag, cfg(**kw), split="all")
     assert not set(train.ids) & set(val.ids)
     assert sorted(train.ids + val.ids) == sorted(everything.ids)
     assert len(train) == len(val) == N // 2
     t_train = [int(i.split("@")[1]) for i in train.ids]
     t_val = [int(i.split("@")[1]) for i in val.ids]
     assert max(t_train) < min(t_val)
-    gapped = RosbagStereoDataset(rig_bag, split="val", split_gap_s=0.25, **kw)
+    gapped = RosbagStereoDataset(rig_bag, cfg(split_gap_s=0.25, **kw), split="val")
     assert len(gapped) == N // 2 - 2 and gapped.report["split_gap_dropped"] == 2
     assert min(int(i.split("@")[1]) for i in gapped.ids) - max(t_train) > 250_000_000
 
 
 def test_bag_split_and_training_crops(tmp_path, rig_bag, frames):
     other = write_bag(tmp_path / "other", frames[:3])
-    train = RosbagStereoDataset([rig_bag, other], gt_topic=rb.DEPTH_GT, split="train", split_mode="bag",
-                                train_fraction=0.5, input_size=(32, 128), rotation_deg=0.0, flip_prob=0.0,
-                                color_prob=0.0)
-    val = RosbagStereoDataset([rig_bag, other], gt_topic=rb.DEPTH_GT, split="val", split_mode="bag",
-                              train_fraction=0.5, input_size=(32, 128))
+    by_bag = cfg(gt_topic=rb.DEPTH_GT, split_mode="bag", train_fraction=0.5)
+    train = RosbagStereoDataset([rig_bag, other], by_bag, split="train", input_size=(32, 128),
+                                rotation_deg=0.0, flip_prob=0.0, color_prob=0.0)
+    val = RosbagStereoDataset([rig_bag, other], by_bag, split="val", input_size=(32, 128))
     assert {i.split("@")[0] for i in train.ids} == {"rig"} and len(train) == N
     assert {i.split("@")[0] for i in val.ids} == {"other"} and len(val) == 3
     s = train[5]
@@ -451,35 +458,63 @@ def test_bag_split_and_training_crops(tmp_path, rig_bag, frames):
 
 def test_bad_input_is_a_clear_error_at_construction(tmp_path, rig_bag, frames):
     with pytest.raises(FileNotFoundError, match="rosbag not found"):
-        RosbagStereoDataset(tmp_path / "nope", gt_topic=rb.DEPTH_GT)
+        RosbagStereoDataset(tmp_path / "nope", cfg(gt_topic=rb.DEPTH_GT))
     missing = r"missing topic\(s\) /cam/depth; the bag has: .*/camera/left/image_raw"
     with pytest.raises(ValueError, match=missing):
-        RosbagStereoDataset(rig_bag, gt_topic="/cam/depth")
+        RosbagStereoDataset(rig_bag, cfg(gt_topic="/cam/depth"))
     with pytest.raises(ValueError, match="not both"):
-        RosbagStereoDataset(rig_bag, gt_topic=rb.DEPTH_GT, lidar_topic=rb.LIDAR_POINTS)
+        RosbagStereoDataset(rig_bag, cfg(gt_topic=rb.DEPTH_GT, lidar_topic=rb.LIDAR_POINTS))
     with pytest.raises(ValueError, match="no GT source"):
-        RosbagStereoDataset(rig_bag)
+        RosbagStereoDataset(rig_bag, cfg())
     with pytest.raises(ValueError, match="split must be one of"):
-        RosbagStereoDataset(rig_bag, gt_topic=rb.DEPTH_GT, split="test")
+        RosbagStereoDataset(rig_bag, cfg(gt_topic=rb.DEPTH_GT), split="test")
     with pytest.raises(ValueError, match="smaller than input_size 64x128"):
-        RosbagStereoDataset(rig_bag, gt_topic=rb.DEPTH_GT, input_size=(64, 128))
+        RosbagStereoDataset(rig_bag, cfg(gt_topic=rb.DEPTH_GT), input_size=(64, 128))
     with pytest.raises(ValueError, match="depth_gt message at .* '32FC1'; expected a colour image"):
-        RosbagStereoDataset(rig_bag, left_topic=rb.DEPTH_GT, gt_topic=rb.DEPTH_GT)
+        RosbagStereoDataset(rig_bag, cfg(left_topic=rb.DEPTH_GT, gt_topic=rb.DEPTH_GT))
 
     uncal = write_bag(tmp_path / "uncal", frames[:2], left_info_k_zero=True)
     with pytest.raises(ValueError, match=r"uncal: /camera/left/camera_info: .*not calibrated"):
-        RosbagStereoDataset(uncal, gt_topic=rb.DEPTH_GT)
+        RosbagStereoDataset(uncal, cfg(gt_topic=rb.DEPTH_GT))
     narrow = write_bag(tmp_path / "narrow", frames[:2], right_width=W - 16)
     with pytest.raises(ValueError, match=r"narrow.*left camera_info is 48x160, right is 48x144"):
-        RosbagStereoDataset(narrow, gt_topic=rb.DEPTH_GT)
+        RosbagStereoDataset(narrow, cfg(gt_topic=rb.DEPTH_GT))
     no_tf = write_bag(tmp_path / "no_tf", frames[:2], tf=False)
     with pytest.raises(ValueError, match=r"no_tf: no /tf_static .* pass T_cam_from_lidar"):
-        RosbagStereoDataset(no_tf, lidar_topic=rb.LIDAR_POINTS)
-    ds = RosbagStereoDataset(no_tf, lidar_topic=rb.LIDAR_POINTS, T_cam_from_lidar=rb.T_CAMERA_FROM_LIDAR)
+        RosbagStereoDataset(no_tf, cfg(lidar_topic=rb.LIDAR_POINTS))
+    ds = RosbagStereoDataset(no_tf, cfg(lidar_topic=rb.LIDAR_POINTS, T_cam_from_lidar=rb.T_CAMERA_FROM_LIDAR))
     np.testing.assert_allclose(ds[1]["depth"][0].numpy(), frames[1].lidar_depth, rtol=1e-5, atol=0)
     with pytest.raises(ValueError, match="no .*/camera/left/depth_gt message within gt_tolerance_ns=0"):
         RosbagStereoDataset(write_bag(tmp_path / "late", frames[:2], gt_offset_ns=2_000_000),
-                            gt_topic=rb.DEPTH_GT)
+                            cfg(gt_topic=rb.DEPTH_GT))
+
+
+@pytest.mark.parametrize(("setting", "match"), [
+    ({"train_fraction": 0.0}, r"data\.rosbag\.train_fraction must be in \(0, 1\]"),
+    ({"image_scale": 1.5}, r"data\.rosbag\.image_scale must be in \(0, 1\]"),
+    ({"stereo_tolerance_ns": -1}, r"data\.rosbag\.stereo_tolerance_ns must be an integer >= 0"),
+    ({"gt_tolerance_ns": 0.5}, r"data\.rosbag\.gt_tolerance_ns must be an integer >= 0"),
+    ({"rectify": "sometimes"}, r"data\.rosbag\.rectify must be one of \['auto', 'always', 'never'\]"),
+    ({"split_mode": "random"}, r"data\.rosbag\.split_mode must be one of \['time', 'bag'\]"),
+    ({"split_gap_s": -1.0}, r"data\.rosbag\.split_gap_s must be >= 0"),
+    ({"T_cam_from_lidar": [[1.0]]}, r"data\.rosbag\.T_cam_from_lidar is only used with"),
+    ({"lidar_topic": rb.LIDAR_POINTS, "gt_topic": None, "T_cam_from_lidar": [[1.0]]},
+     r"data\.rosbag\.T_cam_from_lidar: not a rigid transform"),
+])
+def test_the_config_names_a_bad_setting_for_the_dataset_and_the_training_config(rig_bag, setting, match):
+    bad = cfg(**{"gt_topic": rb.DEPTH_GT, **setting})
+    with pytest.raises(ValueError, match=match):
+        RosbagStereoDataset(rig_bag, bad)
+    with pytest.raises(ValueError, match=match):
+        training = dataclasses.replace(bad, bags=[str(rig_bag)])
+        DataConfig(kind="rosbag", eval_size=(32, 128), rosbag=training).validate()
+
+
+def test_no_gt_source_needs_require_gt_false_and_bag_split_needs_two_bags(rig_bag):
+    ds = RosbagStereoDataset(rig_bag, cfg(require_gt=False))  # stereo only, e.g. for distillation
+    assert len(ds) == N and not any(ds[i]["has_gt"] for i in range(len(ds)))
+    with pytest.raises(ValueError, match=r"data\.rosbag\.split_mode='bag' needs at least two bags, got 1"):
+        RosbagStereoDataset(rig_bag, cfg(gt_topic=rb.DEPTH_GT, split_mode="bag"), split="train")
 
 
 # --- one geometry in training and evaluation ------------------------------------------------------------
@@ -518,7 +553,7 @@ def _bag_eval_samples(bag, **kw):
 @pytest.mark.parametrize("gt", ["depth", "lidar"])
 def test_raw_bag_gives_bag_eval_the_dataset_geometry(raw_bag, gt):
     topic = {"gt_topic": rb.DEPTH_GT} if gt == "depth" else {"lidar_topic": rb.LIDAR_POINTS}
-    ds = RosbagStereoDataset(raw_bag, **topic)
+    ds = RosbagStereoDataset(raw_bag, cfg(**topic))
     samples = _bag_eval_samples(raw_bag, **topic)  # --rectify auto, the default
     assert len(samples) == len(ds) == N
     assert ds.report["bags"]["raw"]["rectified_from_raw"] is True
@@ -529,6 +564,6 @@ def test_raw_bag_gives_bag_eval_the_dataset_geometry(raw_bag, gt):
         np.testing.assert_array_equal(samples[i].gt, s["depth"][0].numpy())
     # --rectify never takes the recorded images as they are, as the dataset's rectify: never
     never = _bag_eval_samples(raw_bag, rectify="never", **topic)
-    ds_never = RosbagStereoDataset(raw_bag, rectify="never", **topic)
+    ds_never = RosbagStereoDataset(raw_bag, cfg(rectify="never", **topic))
     np.testing.assert_array_equal(never[0].image, _u8(ds_never[0]["left"]))
     assert np.abs(never[0].image.astype(int) - samples[0].image.astype(int)).mean() > 1.0

@@ -10,8 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numpy as np
+
 from adu_depth_core.data.synthetic import RigConfig
 from adu_depth_core.data.transforms import check_focal_scale
+from adu_depth_core.geometry import check_rigid_transform
 from adu_depth_core.vocab import check_split
 
 DATASET_KINDS = ("synthetic", "kitti", "drivingstereo", "rosbag")
@@ -47,12 +50,35 @@ class AugmentConfig:
                 raise ValueError(f"data.augment.{name} must be in [0, 1], got {getattr(self, name)}")
 
 
+SPLIT_MODES = ("time", "bag")  # data.rosbag.split_mode: split each bag by time, or the list of bags
+
+
 @dataclass
 class RosbagConfig:
-    """rosbag2 recordings of a stereo rig (`data.rosbag_dataset.RosbagStereoDataset`; docs/OWN_RIG.md).
+    """rosbag2 recordings of a stereo rig: what `data.rosbag_dataset.RosbagStereoDataset` decodes and how
+    it splits the frames (docs/OWN_RIG.md). `validate()` holds the one set of rules; errors name the
+    setting as `data.rosbag.<field>`.
 
     `bags` hold training and validation frames (split by time or by bag); `test_bags` are held-out
-    recordings for the test split.
+    recordings for the test split (the factory passes either list to the dataset, which does not read
+    these two fields).
+
+    * `left_topic`, `right_topic`: the two cameras' sensor_msgs/Image (colour or mono8) or
+      sensor_msgs/CompressedImage (`.../compressed`) topics; `left_info_topic`, `right_info_topic` their
+      CameraInfo (the stereo calibration: K, D, R, P).
+    * `gt_topic`: a depth image topic (32FC1 metres or 16UC1 mm) registered to the left camera, or
+      `lidar_topic`: a PointCloud2 projected into the rectified left camera. At most one; with neither,
+      `require_gt` must be false (samples without GT, e.g. for distillation).
+    * `stereo_tolerance_ns`, `gt_tolerance_ns`: left/right and GT/left pairing, nearest stamp within the
+      tolerance (0 = identical header stamps).
+    * `T_cam_from_lidar`: 4x4 LiDAR -> left camera optical frame (lidar_topic only); null = /tf_static.
+    * `rectify`: auto | always | never (`data.rectification`).
+    * `require_gt`: drop stereo pairs without a GT message within the tolerance.
+    * `image_scale`: resize the rectified frames by this factor in (0, 1]; K scales with them.
+    * `split_mode`: "time" (the first `train_fraction` of each bag's frames train) or "bag" (the first
+      `train_fraction` of the bags, in order, train); `split_gap_s` (time split): validation frames
+      closer than this to the last training frame are dropped.
+    * `cache_dir`: folder for the decoded frames; null = decode into memory.
     """
 
     bags: list[str] = field(default_factory=list)
@@ -75,14 +101,36 @@ class RosbagConfig:
     cache_dir: str | None = "runs/rosbag_cache"
 
     def validate(self) -> None:
-        if (self.gt_topic is None) == (self.lidar_topic is None):
-            raise ValueError(
-                "data.rosbag: set exactly one of gt_topic (depth image) and lidar_topic (PointCloud2)"
-            )
+        # cv2 comes with the rectification module: import it only when a rosbag config is checked
+        from adu_depth_core.data.rectification import RECTIFY_MODES
+
+        if self.gt_topic and self.lidar_topic:
+            raise ValueError("data.rosbag: give gt_topic (depth image) or lidar_topic (PointCloud2), not "
+                             f"both: {self.gt_topic!r}, {self.lidar_topic!r}")
+        if not (self.gt_topic or self.lidar_topic) and self.require_gt:
+            raise ValueError("data.rosbag: no GT source: give gt_topic (depth image) or lidar_topic "
+                             "(PointCloud2), or require_gt: false for samples without GT")
+        if self.T_cam_from_lidar is not None:
+            if not self.lidar_topic:
+                raise ValueError("data.rosbag.T_cam_from_lidar is only used with data.rosbag.lidar_topic")
+            check_rigid_transform(self.T_cam_from_lidar, "data.rosbag.T_cam_from_lidar")
+        for name in ("stereo_tolerance_ns", "gt_tolerance_ns"):
+            tol = getattr(self, name)
+            if isinstance(tol, bool) or not isinstance(tol, (int, np.integer)) or tol < 0:
+                raise ValueError(f"data.rosbag.{name} must be an integer >= 0 (nanoseconds), got {tol!r}")
+        if self.rectify not in RECTIFY_MODES:
+            raise ValueError(f"data.rosbag.rectify must be one of {list(RECTIFY_MODES)}, got "
+                             f"{self.rectify!r}")
+        if not 0.0 < self.image_scale <= 1.0:
+            raise ValueError(f"data.rosbag.image_scale must be in (0, 1] (downscaling only), got "
+                             f"{self.image_scale}")
+        if self.split_mode not in SPLIT_MODES:
+            raise ValueError(f"data.rosbag.split_mode must be one of {list(SPLIT_MODES)}, got "
+                             f"{self.split_mode!r}")
         if not 0.0 < self.train_fraction <= 1.0:
             raise ValueError(f"data.rosbag.train_fraction must be in (0, 1], got {self.train_fraction}")
-        if self.image_scale <= 0:
-            raise ValueError(f"data.rosbag.image_scale must be > 0, got {self.image_scale}")
+        if self.split_gap_s < 0:
+            raise ValueError(f"data.rosbag.split_gap_s must be >= 0, got {self.split_gap_s}")
 
 
 @dataclass
@@ -196,6 +244,7 @@ class DataConfig:
         elif self.kind == "rosbag":
             if not self.rosbag.bags:
                 raise ValueError("data.rosbag.bags is empty: list the rosbag2 recordings to train on")
+            self.rosbag.validate()
             if self.eval_size is None:
                 raise ValueError(
                     "data.eval_size is required for rosbag data: camera images are rarely multiples of 32; "

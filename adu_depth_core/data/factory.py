@@ -153,22 +153,8 @@ def _rosbag(cfg: DataConfig, split: str, train_size, eval_size, seed: int):
     training = split == "train"
     return RosbagStereoDataset(
         bags,
-        left_topic=r.left_topic,
-        right_topic=r.right_topic,
-        left_info_topic=r.left_info_topic,
-        right_info_topic=r.right_info_topic,
-        gt_topic=r.gt_topic,
-        lidar_topic=r.lidar_topic,
-        stereo_tolerance_ns=r.stereo_tolerance_ns,
-        gt_tolerance_ns=r.gt_tolerance_ns,
-        T_cam_from_lidar=r.T_cam_from_lidar,
-        rectify=r.rectify,
-        require_gt=r.require_gt,
-        image_scale=r.image_scale,
+        r,
         split=bag_split,
-        split_mode=r.split_mode,
-        train_fraction=r.train_fraction,
-        split_gap_s=r.split_gap_s,
         input_size=train_size if training else eval_size,
         augment=aug.enabled and training,
         rotation_deg=aug.rotation_deg,
@@ -176,7 +162,6 @@ def _rosbag(cfg: DataConfig, split: str, train_size, eval_size, seed: int):
         color_prob=aug.color_prob,
         focal_scale=aug.focal_scale if training else None,
         seed=seed,
-        cache_dir=r.cache_dir,
     )
 
 

@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from adu_depth_core.data import rosbag_io as rb
 from adu_depth_core.data.bag_frames import BagFrameSource, FrameSpec
+from adu_depth_core.data.config import RosbagConfig
 from adu_depth_core.data.rectification import (  # noqa: F401  (re-exported: the dataset's geometry)
     RECTIFY_MODES,
     StereoRectification,
@@ -40,12 +40,10 @@ from adu_depth_core.data.rectification import (  # noqa: F401  (re-exported: the
 )
 from adu_depth_core.data.rosbag_cache import load_bag_frames
 from adu_depth_core.data.transforms import StereoPipeline, make_sample
-from adu_depth_core.geometry import check_rigid_transform
 
 log = logging.getLogger(__name__)
 
 BAG_SPLITS = ("train", "val", "all")  # frames of a bag: the train part, the rest, or every frame
-SPLIT_MODES = ("time", "bag")
 
 
 @dataclass(frozen=True)
@@ -64,6 +62,19 @@ class DecodeSpec:
     rectify: str
     require_gt: bool
     image_scale: float = 1.0
+
+    @classmethod
+    def of(cls, config: RosbagConfig) -> DecodeSpec:
+        """The decode settings of a validated `RosbagConfig`."""
+        T = config.T_cam_from_lidar
+        return cls(left_topic=config.left_topic, right_topic=config.right_topic,
+                   left_info_topic=config.left_info_topic, right_info_topic=config.right_info_topic,
+                   gt_topic=config.gt_topic or None, lidar_topic=config.lidar_topic or None,
+                   stereo_tolerance_ns=int(config.stereo_tolerance_ns),
+                   gt_tolerance_ns=int(config.gt_tolerance_ns),
+                   T_cam_from_lidar=None if T is None else tuple(tuple(float(v) for v in row) for row in T),
+                   rectify=config.rectify, require_gt=bool(config.require_gt),
+                   image_scale=float(config.image_scale))
 
     @property
     def gt_source(self) -> str | None:
@@ -138,8 +149,6 @@ def _decode_bag(path: Path, spec: DecodeSpec, allocate: Any) -> dict[str, Any]:
 
 # --- the dataset --------------------------------------------------------------------------------------
 
-# --- the dataset --------------------------------------------------------------------------------------
-
 
 def _bag_name(path: Path) -> str:
     return path.stem if path.is_file() else path.name
@@ -150,47 +159,24 @@ class RosbagStereoDataset(torch.utils.data.Dataset):
 
     Args:
         bags: rosbag2 folders (or single .mcap/.db3 files); names must be unique (they prefix sample ids,
-            `<bagname>@<left stamp ns>`).
-        left_topic, right_topic: the two cameras' sensor_msgs/Image topics (colour or mono8), or
-            sensor_msgs/CompressedImage (JPEG/PNG, image_transport's `.../compressed`); a corrupt
-            compressed payload skips that message (counted as `corrupt_left`/`corrupt_right`).
-        left_info_topic, right_info_topic: their sensor_msgs/CameraInfo (stereo calibration: K, D, R, P).
-        gt_topic: depth image topic (32FC1 metres or 16UC1 mm) registered to the left camera; or
-        lidar_topic: PointCloud2 topic projected into the rectified left camera. Give at most one; with
-            neither, `require_gt` must be False (samples have has_gt False, e.g. for distillation).
-        stereo_tolerance_ns: left/right pairing, 0 = identical header stamps (hardware-synced rigs), else
-            nearest within the tolerance.
-        gt_tolerance_ns: GT-to-left-image pairing (nearest within the tolerance; 0 = identical stamps).
-        T_cam_from_lidar: 4x4 mapping LiDAR points into the (physical) left camera optical frame; default:
-            looked up on /tf_static from the left camera_info's frame_id to the cloud's frame_id.
-        rectify: "auto", "always" or "never" (see the module docstring).
-        require_gt: drop stereo pairs without a GT message within the tolerance (counted in `report`).
-        image_scale: resize the rectified frames by this factor (<= 1; e.g. 0.5 for a 1920x1200 camera);
-            K is scaled with them, the baseline is not.
-        split: "train", "val" or "all".
-        split_mode: "time" (the first `train_fraction` of each bag's frames train, the rest validate) or
-            "bag" (the first `train_fraction` of the bags, in the given order, train).
-        train_fraction: share of frames (time) or bags (bag) in the training split.
-        split_gap_s: time split only: validation frames closer than this to the bag's last training frame
-            are dropped, so neighbouring frames do not leak across the split.
+            `<bagname>@<left stamp ns>`). `config.bags` / `config.test_bags` are not read: the factory
+            passes the list of the split it builds.
+        config: the recording, geometry and split settings (`data.config.RosbagConfig`: topics,
+            tolerances, T_cam_from_lidar, rectify, require_gt, image_scale, split_mode, train_fraction,
+            split_gap_s, cache_dir), checked by its `validate()`. A compressed image topic
+            (`.../compressed`) with a corrupt payload skips that message (counted as
+            `corrupt_left`/`corrupt_right` in `report`); `cache_dir` None decodes into memory at
+            construction (small bags, tests).
+        split: "train", "val" or "all" (`config.split_mode` decides which frames train).
         input_size: (H, W) crop (random for split "train", centred otherwise); None = whole images.
-        augment, rotation_deg, flip_prob, color_prob, seed: see `transforms.StereoPipeline`; `augment`
-            defaults to `split == "train"`.
-        cache_dir: folder for decoded frames (one entry per bag and decode settings); None = decode into
-            memory at construction (small bags, tests).
+        augment, rotation_deg, flip_prob, color_prob, focal_scale, seed: see `transforms.StereoPipeline`;
+            `augment` defaults to `split == "train"`.
     """
 
-    def __init__(self, bags: str | Path | Sequence[str | Path], *, left_topic: str = rb.LEFT_IMAGE,
-                 right_topic: str = rb.RIGHT_IMAGE, left_info_topic: str = rb.LEFT_INFO,
-                 right_info_topic: str = rb.RIGHT_INFO, gt_topic: str | None = None,
-                 lidar_topic: str | None = None, stereo_tolerance_ns: int = 0, gt_tolerance_ns: int = 0,
-                 T_cam_from_lidar: np.ndarray | Sequence[Sequence[float]] | None = None,
-                 rectify: str = "auto", require_gt: bool = True, image_scale: float = 1.0,
-                 split: str = "all", split_mode: str = "time",
-                 train_fraction: float = 0.8, split_gap_s: float = 0.0,
+    def __init__(self, bags: str | Path | Sequence[str | Path], config: RosbagConfig, *, split: str = "all",
                  input_size: tuple[int, int] | None = None, augment: bool | None = None,
                  rotation_deg: float = 1.0, flip_prob: float = 0.5, color_prob: float = 0.5, seed: int = 0,
-                 focal_scale: tuple[float, float] | None = None, cache_dir: str | Path | None = None):
+                 focal_scale: tuple[float, float] | None = None):
         paths = [Path(bags)] if isinstance(bags, (str, Path)) else [Path(b) for b in bags]
         if not paths:
             raise ValueError("bags: give at least one rosbag2 folder or .mcap/.db3 file")
@@ -204,51 +190,24 @@ class RosbagStereoDataset(torch.utils.data.Dataset):
                              f"{[str(p) for p in paths]}")
         if split not in BAG_SPLITS:
             raise ValueError(f"split must be one of {list(BAG_SPLITS)}, got {split!r}")
-        if split_mode not in SPLIT_MODES:
-            raise ValueError(f"split_mode must be one of {list(SPLIT_MODES)}, got {split_mode!r}")
-        if not 0.0 <= train_fraction <= 1.0:
-            raise ValueError(f"train_fraction must be in [0, 1], got {train_fraction}")
-        if split_gap_s < 0:
-            raise ValueError(f"split_gap_s must be >= 0, got {split_gap_s}")
-        if split_mode == "bag" and split != "all" and len(paths) < 2:
-            raise ValueError(f"split_mode='bag' needs at least two bags, got {len(paths)}; "
+        config.validate()
+        if config.split_mode == "bag" and split != "all" and len(paths) < 2:
+            raise ValueError(f"data.rosbag.split_mode='bag' needs at least two bags, got {len(paths)}; "
                              "use split_mode='time'")
-        if gt_topic and lidar_topic:
-            raise ValueError(f"give gt_topic (depth image) or lidar_topic (PointCloud2), not both: "
-                             f"{gt_topic!r}, {lidar_topic!r}")
-        if not (gt_topic or lidar_topic) and require_gt:
-            raise ValueError("no GT source: give gt_topic (depth image) or lidar_topic (PointCloud2), or "
-                             "require_gt=False for samples without GT")
-        if T_cam_from_lidar is not None and not lidar_topic:
-            raise ValueError("T_cam_from_lidar is only used with lidar_topic")
-        for name, tol in (("stereo_tolerance_ns", stereo_tolerance_ns), ("gt_tolerance_ns", gt_tolerance_ns)):
-            if isinstance(tol, bool) or not isinstance(tol, (int, np.integer)) or tol < 0:
-                raise ValueError(f"{name} must be an integer >= 0 (nanoseconds), got {tol!r}")
-        check_rectify(rectify)
-        if not 0.0 < image_scale <= 1.0:
-            raise ValueError(f"image_scale must be in (0, 1] (downscaling only), got {image_scale}")
-        T = None
-        if T_cam_from_lidar is not None:
-            T = tuple(tuple(float(v) for v in row) for row in check_rigid_transform(T_cam_from_lidar,
-                                                                                    "T_cam_from_lidar"))
         if augment and split != "train":
             raise ValueError(f"augment=True is only for split='train' (got split={split!r})")
         self.split = split
-        self.spec = DecodeSpec(left_topic=left_topic, right_topic=right_topic,
-                               left_info_topic=left_info_topic, right_info_topic=right_info_topic,
-                               gt_topic=gt_topic or None, lidar_topic=lidar_topic or None,
-                               stereo_tolerance_ns=int(stereo_tolerance_ns),
-                               gt_tolerance_ns=int(gt_tolerance_ns), T_cam_from_lidar=T, rectify=rectify,
-                               require_gt=bool(require_gt), image_scale=float(image_scale))
-        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self.config = config
+        self.spec = DecodeSpec.of(config)
+        self.cache_dir = Path(config.cache_dir) if config.cache_dir is not None else None
         self._bags = [load_bag_frames(p, n, self.spec, self.cache_dir, _decode_bag)
                       for p, n in zip(paths, names)]
 
-        gap_ns = int(round(split_gap_s * 1e9))
-        self.items, gap_dropped = self._select(split, split_mode, train_fraction, gap_ns)
+        gap_ns = int(round(config.split_gap_s * 1e9))
+        self.items, gap_dropped = self._select(split, config.split_mode, config.train_fraction, gap_ns)
         if not self.items and split == "train":
-            raise ValueError(f"split 'train' is empty (train_fraction={train_fraction}, "
-                             f"split_mode={split_mode!r}, {len(paths)} bag(s))")
+            raise ValueError(f"split 'train' is empty (data.rosbag.train_fraction={config.train_fraction}, "
+                             f"split_mode={config.split_mode!r}, {len(paths)} bag(s))")
         self.ids = [f"{self._bags[b].name}@{self._bags[b].stamps[r]}" for b, r in self.items]
         if input_size is not None:
             input_size = (int(input_size[0]), int(input_size[1]))
