@@ -25,6 +25,7 @@ from adu_depth_core.evaluate import (
     load_predictor,
 )
 from adu_depth_core.evaluation import MAX_DEPTH, MIN_DEPTH
+from adu_depth_core.fileio import atomic_write_bytes
 
 # `--protocol` → the table layout of `EvalResult.table`
 PROTOCOLS = {"eigen": "eigen", "kitti-official": "official"}
@@ -121,7 +122,5 @@ def evaluate_dataset(spec: EvalSpec) -> EvalResult:
 
 def write_result_json(path: Path, result: EvalResult, extra: dict[str, Any] | None = None) -> None:
     """The JSON of `eval` / `bag-eval` (docs/EVALUATION.md): `extra` keys first, then the result."""
-    from adu_depth_core.checkpoint import atomic_write_bytes
-
     payload = {**(extra or {}), **result.to_dict()}
     atomic_write_bytes(path, (json.dumps(payload, indent=2) + "\n").encode())
