@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
+from adu_depth_core.checkpoint import load_checkpoint
 from adu_depth_core.cli import main
 from adu_depth_core.demo import STAGES
 from adu_depth_core.demo_report import seed_section
@@ -60,7 +60,7 @@ def test_more_seeds_train_only_the_new_students_and_report_the_spread(demo_dir):
     assert main(["demo", "--quick", "--steps", "12", "--workdir", str(demo_dir), "--seeds", "2"]) == 0
     assert (teacher.stat().st_mtime_ns, student.stat().st_mtime_ns) == before  # seed 0 is reused
     for name in ("student", "baseline"):
-        ckpt = torch.load(demo_dir / "seeds" / f"{name}_seed1" / "last.pt", weights_only=False)
+        ckpt = load_checkpoint(demo_dir / "seeds" / f"{name}_seed1" / "last.pt")
         assert ckpt["config"]["seed"] == 1 and ckpt["step"] == 12
         assert (demo_dir / "eval" / "seeds" / f"{name}_seed1.json").is_file()
     done = json.loads((demo_dir / "stages.json").read_text())["done"]
