@@ -23,6 +23,7 @@ from adu_depth_core.data.drivingstereo import write_drivingstereo_tree
 from adu_depth_core.data.factory import build_dataset, build_unlabeled_dataset
 from adu_depth_core.data.kitti import GT_DIRNAME, write_kitti_tree
 from adu_depth_core.data.synthetic import RigConfig, SyntheticRig, frames_for_split, rig_intrinsics
+from adu_depth_core.distill import sgbm_proxy_depth
 from adu_depth_core.models import ModelConfig, build_model, load_model
 from adu_depth_core.train import distributed as du
 from adu_depth_core.train.ablation import parse_rows, run_ablation, score_checkpoint
@@ -83,7 +84,12 @@ def batch_loss(trainer: DepthTrainer, batch: dict) -> dict[str, float]:
         gt = batch["depth"]
         if trainer.stage == "teacher":
             stereo = torch.cat([batch["left"], batch["right"]], 1)
-            out = trainer.objective(stereo, gt, batch["focal"], batch["baseline"])
+            proxy = None
+            if trainer.cfg.proxy.enabled:
+                proxy = sgbm_proxy_depth(
+                    batch["left"], batch["right"], batch["focal"], batch["baseline"], gt, trainer.cfg.proxy
+                )
+            out = trainer.objective(stereo, gt, batch["focal"], batch["baseline"], proxy)
         else:
             t_out = trainer.teacher(torch.cat([batch["left"], batch["right"]], 1))
             out = trainer.objective(batch["left"], gt, t_out, 10**6)
@@ -132,6 +138,22 @@ def test_photometric_teacher_training_lowers_both_terms(tmp_path):
     assert before["total"] == pytest.approx(expected, rel=1e-5)
     assert after["photometric"] < before["photometric"], (before, after)
     assert after["total"] < 0.85 * before["total"], (before, after)
+
+
+def test_proxy_label_teacher_training_lowers_both_terms(tmp_path):
+    d = tiny(tmp_path, steps=30, data={"augment": {"enabled": False}},
+             proxy={"weight": 0.5, "max_disparity": 64})
+    trainer = DepthTrainer(cfg_of(d))
+    batch = fixed_batch(trainer)
+    before = batch_loss(trainer, batch)
+    trainer.train()
+    after = batch_loss(trainer, batch)
+    assert set(before) == {"silog", "proxy", "total"}
+    assert before["total"] == pytest.approx(before["silog"] + 0.5 * before["proxy"], rel=1e-5)
+    assert after["proxy"] < 0.85 * before["proxy"], (before, after)
+    assert after["silog"] < before["silog"], (before, after)
+    logged = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert any("loss/proxy" in row for row in logged if row.get("kind") == "train")
 
 
 def test_student_training_lowers_the_distillation_loss(tmp_path, teacher_ckpt):

@@ -14,6 +14,7 @@ from .losses import (
     teacher_valid_mask,
 )
 from .photometric import PhotometricConfig, StereoPhotometricLoss, warp_right_to_left
+from .proxy import ProxyConfig, sgbm_proxy_depth
 from .total import TERMS, DistillationLoss, DistillConfig, ablation_configs
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "FeatureDistillLoss",
     "FocalDepthLoss",
     "PhotometricConfig",
+    "ProxyConfig",
     "ResponseL1Loss",
     "SILogLoss",
     "StereoPhotometricLoss",
@@ -36,6 +38,7 @@ __all__ = [
     "chunked_attention",
     "feature_residual_energy",
     "resize_log_var",
+    "sgbm_proxy_depth",
     "teacher_valid_mask",
     "warp_right_to_left",
 ]

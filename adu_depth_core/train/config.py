@@ -14,7 +14,7 @@ from typing import Literal
 
 from adu_depth_core.config import from_dict, load_config
 from adu_depth_core.data.config import AugmentConfig, DataConfig, RosbagConfig, UnlabeledConfig
-from adu_depth_core.distill import DistillConfig, PhotometricConfig
+from adu_depth_core.distill import DistillConfig, PhotometricConfig, ProxyConfig
 from adu_depth_core.evaluation import EIGEN_KEYS, OFFICIAL_KEYS, UNCERTAINTY_KEYS
 from adu_depth_core.evaluation.crops import CropName
 from adu_depth_core.models import ModelConfig
@@ -79,6 +79,8 @@ class TrainConfig:
     distill: DistillConfig = field(default_factory=DistillConfig)
     # teacher stage: stereo photometric self-supervision next to SILog (weight 0 = the paper's teacher)
     photometric: PhotometricConfig = field(default_factory=PhotometricConfig)
+    # teacher stage: SILog on classical-stereo (SGBM) depths where the GT has no label (weight 0 = off)
+    proxy: ProxyConfig = field(default_factory=ProxyConfig)
     val: ValConfig = field(default_factory=ValConfig)
     teacher_checkpoint: str | None = None  # student stage: the frozen stereo teacher
     # start the network from this checkpoint's weights (same stage and preset; any input size), e.g. a
@@ -123,6 +125,13 @@ class TrainConfig:
                 "data.unlabeled is for the student stage: the teacher learns from GT only (L_b); set "
                 "data.unlabeled.batch_size=0 for a teacher"
             )
+        if self.stage == "student" and self.proxy.enabled:
+            raise ValueError(
+                "proxy is a teacher-stage term (its labels come from the stereo pair); set proxy.weight=0 "
+                "for a student"
+            )
+        if self.proxy.enabled:
+            self.proxy.check_width(int(self.model.input_size[1]))
         if self.stage == "student" and self.photometric.enabled:
             raise ValueError(
                 "photometric is a teacher-stage term (the student sees one view); set photometric.weight=0 "

@@ -1,7 +1,8 @@
 """The training engine: `DepthTrainer` builds everything a `TrainConfig` describes and runs the step;
 `train` runs one training and returns its summary.
 
-* teacher stage: `DepthNet` with 6 input channels (left and right concatenated), loss L_b (SILog) only;
+* teacher stage: `DepthNet` with 6 input channels (left and right concatenated), loss L_b (SILog), plus the
+  optional proxy-label and photometric terms (`objectives.TeacherObjective`);
 * student stage: the frozen stereo teacher from `teacher_checkpoint` (eval mode, no grad) and the
   monocular student trained together with the `DistillationLoss` adapters (paper Eq. 9).
 
@@ -32,7 +33,7 @@ from torch.utils.data import DataLoader
 
 from adu_depth_core.config import to_dict
 from adu_depth_core.data.factory import build_dataset, build_unlabeled_dataset, has_split
-from adu_depth_core.distill import DistillationLoss, SILogLoss
+from adu_depth_core.distill import DistillationLoss, SILogLoss, sgbm_proxy_depth
 from adu_depth_core.models import DepthNet, build_model
 from adu_depth_core.runtime import DepthEstimator
 from adu_depth_core.train import distributed as du
@@ -199,7 +200,7 @@ class DepthTrainer(CheckpointMixin):
         silog = SILogLoss(cfg.distill.min_depth, cfg.distill.max_depth, cfg.distill.silog_variance_focus)
         self.distill_loss: DistillationLoss | None = None
         if cfg.stage == "teacher":
-            objective: nn.Module = TeacherObjective(self.model, silog, cfg.photometric)
+            objective: nn.Module = TeacherObjective(self.model, silog, cfg.photometric, cfg.proxy)
         else:
             assert self.teacher is not None
             self.distill_loss = DistillationLoss(
@@ -355,7 +356,13 @@ class DepthTrainer(CheckpointMixin):
                 stereo = model_input(self.model, batch, self.device)
                 focal = batch["focal"].to(self.device, non_blocking=True)
                 baseline = batch["baseline"].to(self.device, non_blocking=True)
-                losses = self.wrapped(stereo, gt, focal, baseline)
+                proxy = None
+                if self.cfg.proxy.enabled:  # on the CPU batch: OpenCV's matcher
+                    proxy = sgbm_proxy_depth(
+                        batch["left"], batch["right"], batch["focal"], batch["baseline"], batch["depth"],
+                        self.cfg.proxy,
+                    ).to(self.device, non_blocking=True)
+                losses = self.wrapped(stereo, gt, focal, baseline, proxy)
             else:
                 assert self.teacher is not None and self.distill_loss is not None
                 teacher_out = None

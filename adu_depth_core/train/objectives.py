@@ -1,8 +1,8 @@
 """What DDP wraps: the trainable modules of a stage and their loss, plus the batch → network-input and
 autocast rules the step and the benchmarks share.
 
-* teacher: `DepthNet` with 6 input channels (left and right concatenated), loss L_b (SILog), plus the
-  photometric self-supervision when enabled;
+* teacher: `DepthNet` with 6 input channels (left and right concatenated), loss L_b (SILog), plus SILog on
+  the classical-stereo proxy depths and the photometric self-supervision when enabled;
 * student: the monocular `DepthNet` and the `DistillationLoss` adapters (paper Eq. 9).
 """
 
@@ -14,27 +14,51 @@ from typing import Any
 import torch
 from torch import nn
 
-from adu_depth_core.distill import DistillationLoss, PhotometricConfig, SILogLoss, StereoPhotometricLoss
+from adu_depth_core.distill import (
+    DistillationLoss,
+    PhotometricConfig,
+    ProxyConfig,
+    SILogLoss,
+    StereoPhotometricLoss,
+)
 from adu_depth_core.models import DepthNet
 
 
 class TeacherObjective(nn.Module):
-    """Stereo teacher with L_b (SILog on the sparse GT), plus the photometric self-supervision of the
-    left view from the right (`distill/photometric.py`) when `photometric.weight` > 0."""
+    """Stereo teacher with L_b (SILog on the sparse GT), plus SILog on the classical-stereo proxy depths
+    (`distill/proxy.py`) when `proxy.weight` > 0 and the photometric self-supervision of the left view from
+    the right (`distill/photometric.py`) when `photometric.weight` > 0."""
 
-    def __init__(self, model: DepthNet, silog: SILogLoss, photometric: PhotometricConfig):
+    def __init__(
+        self,
+        model: DepthNet,
+        silog: SILogLoss,
+        photometric: PhotometricConfig,
+        proxy: ProxyConfig | None = None,
+    ):
         super().__init__()
         self.model = model
         self.silog = silog
         self.photometric = StereoPhotometricLoss(photometric)
+        self.proxy = proxy or ProxyConfig()
 
     def forward(
-        self, stereo: torch.Tensor, gt: torch.Tensor, focal: torch.Tensor, baseline: torch.Tensor
+        self,
+        stereo: torch.Tensor,
+        gt: torch.Tensor,
+        focal: torch.Tensor,
+        baseline: torch.Tensor,
+        proxy_depth: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         out = self.model(stereo)
         depth = out.depth.float()
         loss = self.silog(depth, gt)["silog"]
         terms = {"silog": loss}
+        if self.proxy.enabled:
+            if proxy_depth is None:
+                raise ValueError("proxy.weight > 0 needs the batch's proxy depths (sgbm_proxy_depth)")
+            terms["proxy"] = self.silog(depth, proxy_depth)["silog"]
+            loss = loss + self.proxy.weight * terms["proxy"]
         cfg = self.photometric.cfg
         if cfg.enabled:
             left, right = stereo[:, :3].float(), stereo[:, 3:].float()

@@ -1,0 +1,105 @@
+"""Classical-stereo proxy labels for the teacher: depth where the LiDAR never looks.
+
+A LiDAR-like GT labels a few percent of the pixels and none above the top scan line (on KITTI, and on the
+synthetic rig, the top third of the image has no label at all), so the teacher's SILog never supervises
+that part of the view. A rectified pair does: OpenCV's semi-global block matching (`evaluation/sgbm.py`)
+turns each training pair into depth f·B / d wherever it finds a left-right consistent match. Those depths
+become a second SILog target, used only on pixels with no GT (optionally only farther than `gap_px` from
+any GT label, so the LiDAR, where it looks, is never overruled by the noisier matcher). In the spirit of
+training on traditional-stereo proxies (Tosi et al., monoResMatch, CVPR 2019); a departure from the paper,
+whose teacher learns from SILog on GT alone: `weight: 0` (the default) is the paper's teacher.
+
+The proxies are computed on the training batch itself (after cropping, flipping and colour jitter, at the
+network's input size and focal), so they always describe the pair the teacher sees.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import cv2
+import numpy as np
+import torch
+from torch import Tensor
+
+from adu_depth_core.evaluation.sgbm import sgbm_depth
+
+__all__ = ["ProxyConfig", "sgbm_proxy_depth"]
+
+
+@dataclasses.dataclass
+class ProxyConfig:
+    """The teacher's classical-stereo proxy labels (`proxy:` in a teacher recipe).
+
+    Attributes:
+        weight: weight of the SILog term on the proxy depths next to SILog on GT; 0 turns it off (the
+            paper's teacher).
+        gap_px: use a proxy pixel only when it is more than this many pixels from every GT label (0 = every
+            pixel without GT).
+        max_disparity: the matcher's search range in pixels of the network input (rounded up to a multiple
+            of 16); nearer surfaces get no proxy.
+        block_size: the matcher's block side (odd).
+    """
+
+    weight: float = 0.0
+    gap_px: float = 0.0
+    max_disparity: int = 128
+    block_size: int = 3
+
+    def __post_init__(self) -> None:
+        for name in ("weight", "gap_px"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"proxy.{name}: must be >= 0, got {getattr(self, name)}")
+        d = self.max_disparity
+        if isinstance(d, bool) or not isinstance(d, int) or d <= 0:
+            raise ValueError(f"proxy.max_disparity: must be a positive integer (pixels), got {d!r}")
+        if not (isinstance(self.block_size, int) and self.block_size >= 1 and self.block_size % 2 == 1):
+            raise ValueError(f"proxy.block_size: must be an odd integer >= 1, got {self.block_size!r}")
+
+    @property
+    def enabled(self) -> bool:
+        return self.weight > 0
+
+    def check_width(self, width: int) -> None:
+        """Raise unless the matcher's rounded search range fits an input `width` pixels wide."""
+        rounded = int(np.ceil(self.max_disparity / 16) * 16)
+        if rounded >= width:
+            raise ValueError(
+                f"proxy.max_disparity {self.max_disparity} px (searched as {rounded}, a multiple of 16) does "
+                f"not fit the network input width {width} px; the search range must stay below the width"
+            )
+
+
+def _to_uint8(images: Tensor) -> np.ndarray:
+    """(B, 3, H, W) float in [0, 1] -> (B, H, W, 3) uint8 for OpenCV."""
+    scaled = (images.detach().float().clamp(0, 1) * 255).round().to(torch.uint8)
+    return scaled.permute(0, 2, 3, 1).cpu().numpy()
+
+
+def sgbm_proxy_depth(
+    left: Tensor, right: Tensor, focal: Tensor, baseline: Tensor, gt: Tensor, cfg: ProxyConfig
+) -> Tensor:
+    """(B, 1, H, W) float32 proxy depth of a batch (0 where there is no proxy), on `left`'s device.
+
+    Args:
+        left, right: (B, 3, H, W) rectified views in [0, 1], as the teacher sees them.
+        focal, baseline: (B,) fx in pixels of this resolution and baseline in metres.
+        gt: (B, 1, H, W) GT depth (> 0 where labelled); labelled pixels, and with `gap_px` their
+            neighbourhood, get no proxy.
+    """
+    if left.shape != right.shape or left.ndim != 4 or left.shape[1] != 3:
+        raise ValueError(f"sgbm_proxy_depth needs (B, 3, H, W) left and right views, got {tuple(left.shape)} "
+                         f"and {tuple(right.shape)}")
+    if gt.shape != (left.shape[0], 1, *left.shape[2:]):
+        expected = (left.shape[0], 1, *left.shape[2:])
+        raise ValueError(f"sgbm_proxy_depth: gt must be (B, 1, H, W) = {expected}, got {tuple(gt.shape)}")
+    lefts, rights = _to_uint8(left), _to_uint8(right)
+    labelled = (gt > 0).cpu().numpy()[:, 0]
+    out = np.zeros(labelled.shape, dtype=np.float32)
+    for i, (f, b) in enumerate(zip(focal.cpu().tolist(), baseline.cpu().tolist())):
+        depth = sgbm_depth(lefts[i], rights[i], f, b, cfg.max_disparity, cfg.block_size)
+        keep = ~labelled[i]
+        if cfg.gap_px > 0 and labelled[i].any():  # distance of every pixel to the nearest label
+            keep &= cv2.distanceTransform(keep.astype(np.uint8), cv2.DIST_L2, 5) > cfg.gap_px
+        out[i] = np.where(keep, depth, 0.0)
+    return torch.from_numpy(out)[:, None].to(left.device)
