@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from adu_depth_core.data.synthetic import SyntheticRig
-from adu_depth_core.distill import ProxyConfig, sgbm_proxy_depth
+from adu_depth_core.distill import ProxyConfig, proxy_inliers, sgbm_proxy_depth
 from adu_depth_core.train.config import TrainConfig
 
 
@@ -71,7 +71,8 @@ def test_bad_inputs_and_settings_are_named():
     with pytest.raises(ValueError, match="gt must be"):
         sgbm_proxy_depth(left, right, focal, baseline, lidar[..., :-1], cfg)
     rules = (({"weight": -1}, "proxy.weight"), ({"gap_px": -1}, "proxy.gap_px"),
-             ({"max_disparity": 0}, "proxy.max_disparity"), ({"block_size": 4}, "proxy.block_size"))
+             ({"max_disparity": 0}, "proxy.max_disparity"), ({"block_size": 4}, "proxy.block_size"),
+             ({"trim": 1.0}, "proxy.trim"))
     for kwargs, match in rules:
         with pytest.raises(ValueError, match=match):
             ProxyConfig(**kwargs)
@@ -82,3 +83,15 @@ def test_bad_inputs_and_settings_are_named():
     narrow.model.input_size = (64, 112)
     with pytest.raises(ValueError, match="proxy.max_disparity 100 px .* width 112"):
         narrow.validate()
+
+
+def test_trim_leaves_out_the_proxies_farthest_from_the_prediction():
+    pred = torch.full((1, 1, 10, 10), 10.0)
+    proxy = torch.full((1, 1, 10, 10), 10.0)
+    proxy[0, 0, 0, :5] = 0.0  # no proxy there
+    proxy[0, 0, 9] = torch.linspace(11.0, 40.0, 10)  # ten pixels ever farther from the prediction
+    assert torch.equal(proxy_inliers(pred, proxy, 0.0), proxy > 0)
+    kept = proxy_inliers(pred, proxy, 0.1)  # 95 proxies: the ~9.5 worst go
+    assert not kept[0, 0, 0, :5].any() and kept[0, 0, 1:9].all()
+    assert not kept[0, 0, 9, 1:].any() and 85 <= int(kept.sum()) <= 86  # the 9 worst always go
+    assert not proxy_inliers(pred, torch.zeros_like(proxy), 0.5).any()

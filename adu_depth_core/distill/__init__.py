@@ -14,7 +14,7 @@ from .losses import (
     teacher_valid_mask,
 )
 from .photometric import PhotometricConfig, StereoPhotometricLoss, warp_right_to_left
-from .proxy import ProxyConfig, sgbm_proxy_depth
+from .proxy import ProxyConfig, proxy_inliers, sgbm_proxy_depth
 from .total import TERMS, DistillationLoss, DistillConfig, ablation_configs
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "build_adapter",
     "chunked_attention",
     "feature_residual_energy",
+    "proxy_inliers",
     "resize_log_var",
     "sgbm_proxy_depth",
     "teacher_valid_mask",

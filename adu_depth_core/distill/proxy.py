@@ -24,7 +24,7 @@ from torch import Tensor
 
 from adu_depth_core.evaluation.sgbm import sgbm_depth
 
-__all__ = ["ProxyConfig", "sgbm_proxy_depth"]
+__all__ = ["ProxyConfig", "proxy_inliers", "sgbm_proxy_depth"]
 
 
 @dataclasses.dataclass
@@ -39,12 +39,15 @@ class ProxyConfig:
         max_disparity: the matcher's search range in pixels of the network input (rounded up to a multiple
             of 16); nearer surfaces get no proxy.
         block_size: the matcher's block side (odd).
+        trim: share of the batch's proxy pixels left out of the loss at each step, those farthest from the
+            current prediction in log depth (the matcher's outliers, mostly); 0 keeps all.
     """
 
     weight: float = 0.0
     gap_px: float = 0.0
     max_disparity: int = 128
     block_size: int = 3
+    trim: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("weight", "gap_px"):
@@ -55,6 +58,8 @@ class ProxyConfig:
             raise ValueError(f"proxy.max_disparity: must be a positive integer (pixels), got {d!r}")
         if not (isinstance(self.block_size, int) and self.block_size >= 1 and self.block_size % 2 == 1):
             raise ValueError(f"proxy.block_size: must be an odd integer >= 1, got {self.block_size!r}")
+        if not 0 <= self.trim < 1:
+            raise ValueError(f"proxy.trim: must be in [0, 1), got {self.trim}")
 
     @property
     def enabled(self) -> bool:
@@ -103,3 +108,14 @@ def sgbm_proxy_depth(
             keep &= cv2.distanceTransform(keep.astype(np.uint8), cv2.DIST_L2, 5) > cfg.gap_px
         out[i] = np.where(keep, depth, 0.0)
     return torch.from_numpy(out)[:, None].to(left.device)
+
+
+def proxy_inliers(pred: Tensor, proxy: Tensor, trim: float) -> Tensor:
+    """Bool mask of the proxy pixels (> 0) kept in the loss: all of them, or with `trim` > 0 all but the
+    share `trim` whose |ln pred − ln proxy| is largest (no gradient flows through the choice)."""
+    has = proxy > 0
+    if trim <= 0 or not bool(has.any()):
+        return has
+    residual = (torch.log(pred.detach().clamp_min(1e-3)) - torch.log(proxy.clamp_min(1e-3))).abs()
+    limit = torch.quantile(residual[has].float(), 1.0 - trim)
+    return has & (residual <= limit)

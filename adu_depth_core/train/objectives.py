@@ -20,6 +20,7 @@ from adu_depth_core.distill import (
     ProxyConfig,
     SILogLoss,
     StereoPhotometricLoss,
+    proxy_inliers,
 )
 from adu_depth_core.models import DepthNet
 
@@ -57,7 +58,8 @@ class TeacherObjective(nn.Module):
         if self.proxy.enabled:
             if proxy_depth is None:
                 raise ValueError("proxy.weight > 0 needs the batch's proxy depths (sgbm_proxy_depth)")
-            terms["proxy"] = self.silog(depth, proxy_depth)["silog"]
+            inliers = proxy_inliers(depth, proxy_depth, self.proxy.trim)
+            terms["proxy"] = self.silog(depth, proxy_depth, inliers)["silog"]
             loss = loss + self.proxy.weight * terms["proxy"]
         cfg = self.photometric.cfg
         if cfg.enabled:
