@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from adu_depth_core.evaluation.sgbm import sgbm_depth
+from adu_depth_core.evaluation.sgbm import sgbm_depth, sgbm_search_range
 
 __all__ = ["ProxyConfig", "proxy_inliers", "sgbm_proxy_depth"]
 
@@ -67,7 +67,7 @@ class ProxyConfig:
 
     def check_width(self, width: int) -> None:
         """Raise unless the matcher's rounded search range fits an input `width` pixels wide."""
-        rounded = int(np.ceil(self.max_disparity / 16) * 16)
+        rounded = sgbm_search_range(self.max_disparity)
         if rounded >= width:
             raise ValueError(
                 f"proxy.max_disparity {self.max_disparity} px (searched as {rounded}, a multiple of 16) does "
@@ -95,8 +95,8 @@ def sgbm_proxy_depth(
     if left.shape != right.shape or left.ndim != 4 or left.shape[1] != 3:
         raise ValueError(f"sgbm_proxy_depth needs (B, 3, H, W) left and right views, got {tuple(left.shape)} "
                          f"and {tuple(right.shape)}")
-    if gt.shape != (left.shape[0], 1, *left.shape[2:]):
-        expected = (left.shape[0], 1, *left.shape[2:])
+    expected = (left.shape[0], 1, *left.shape[2:])
+    if gt.shape != expected:
         raise ValueError(f"sgbm_proxy_depth: gt must be (B, 1, H, W) = {expected}, got {tuple(gt.shape)}")
     lefts, rights = _to_uint8(left), _to_uint8(right)
     labelled = (gt > 0).cpu().numpy()[:, 0]

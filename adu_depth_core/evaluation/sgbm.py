@@ -10,7 +10,13 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-__all__ = ["sgbm_depth"]
+__all__ = ["sgbm_depth", "sgbm_search_range"]
+
+
+def sgbm_search_range(max_disparity: int) -> int:
+    """The disparities SGBM searches for a requested `max_disparity`: rounded up to a multiple of 16, as
+    OpenCV requires."""
+    return int(np.ceil(max_disparity / 16) * 16)
 
 
 def sgbm_depth(
@@ -36,7 +42,7 @@ def sgbm_depth(
     if not (focal_px > 0 and baseline_m > 0):
         raise ValueError(f"focal_px and baseline_m must be > 0, got {focal_px} and {baseline_m}")
     grey = [cv2.cvtColor(v, cv2.COLOR_RGB2GRAY) if v.ndim == 3 else v for v in (left, right)]
-    num = int(np.ceil(max_disparity / 16) * 16)
+    num = sgbm_search_range(max_disparity)
     matcher = cv2.StereoSGBM_create(
         minDisparity=0, numDisparities=num, blockSize=block_size,
         P1=8 * block_size**2, P2=32 * block_size**2, uniquenessRatio=10, speckleWindowSize=50,

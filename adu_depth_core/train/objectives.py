@@ -35,13 +35,13 @@ class TeacherObjective(nn.Module):
         model: DepthNet,
         silog: SILogLoss,
         photometric: PhotometricConfig,
-        proxy: ProxyConfig | None = None,
+        proxy: ProxyConfig,
     ):
         super().__init__()
         self.model = model
         self.silog = silog
         self.photometric = StereoPhotometricLoss(photometric)
-        self.proxy = proxy or ProxyConfig()
+        self.proxy = proxy
 
     def forward(
         self,
