@@ -6,9 +6,9 @@ import torch
 
 from adu_depth_core.data.synthetic import RigConfig, SyntheticRig, frames_for_split
 from adu_depth_core.evaluation import evaluate_image
-from adu_depth_core.evaluation.sgbm import sgbm_depth
+from adu_depth_core.evaluation.sgbm import sgbm_depth, sgbm_disparity, sgbm_disparity_batch
 from adu_depth_core.models import ModelConfig, build_teacher
-from adu_depth_core.models.stereo import correlation_volume
+from adu_depth_core.models.stereo import correlation_volume, pooled_disparity_hint
 
 SIZE = (64, 192)
 
@@ -84,3 +84,57 @@ def test_the_rig_holds_a_strong_stereo_signal():
     assert m.sum() == 0 or np.mean(np.abs(swapped[m] - f.lidar_depth[m]) / f.lidar_depth[m]) > 0.3
     with pytest.raises(ValueError, match="two uint8 images of one shape"):
         sgbm_depth(f.left, f.right[:10], 100.0, 0.5)
+
+
+def test_the_disparity_hint_pools_only_matched_pixels():
+    disparity = torch.zeros(1, 1, 4, 8)
+    disparity[..., :2, :2] = 12.0  # one matched 2x2 cell
+    disparity[..., 2:, :2] = torch.tensor([[6.0, 0.0], [0.0, 0.0]])  # a quarter matched at 6 px
+    hint = pooled_disparity_hint(disparity, reduction=2, max_disparity=48)
+    assert hint.shape == (1, 3, 2, 4)
+    assert hint[0, :, 0, 0].tolist() == pytest.approx([12 / 48, np.log1p(12) / np.log1p(48), 1.0])
+    assert hint[0, :, 1, 0].tolist() == pytest.approx([6 / 48, np.log1p(6) / np.log1p(48), 0.25])
+    assert (hint[0, :, :, 1:] == 0).all()  # unmatched cells: no disparity, nothing matched
+
+
+def test_the_sgbm_hinted_teacher_sees_the_matchers_disparity_of_its_own_pair():
+    rig = SyntheticRig(RigConfig(), (64, 192))
+    f = next(frames_for_split(rig, "val", 1))
+    disparity = sgbm_disparity(f.left, f.right, max_disparity=48)
+    depth = sgbm_depth(f.left, f.right, f.K[0, 0], f.baseline, max_disparity=48)
+    matched = disparity > 0
+    assert matched.mean() > 0.3 and np.array_equal(matched, depth > 0)
+    assert np.allclose(depth[matched], f.K[0, 0] * f.baseline / disparity[matched])
+    left, right = (torch.from_numpy(v).permute(2, 0, 1)[None].float() / 255 for v in (f.left, f.right))
+    assert torch.equal(sgbm_disparity_batch(left, right, 48)[0, 0], torch.from_numpy(disparity))
+
+    torch.manual_seed(0)
+    hinted = build_teacher(cv_config(teacher_hint="sgbm"))
+    plain = build_teacher(cv_config())
+    assert hinted.stereo.hint and not plain.stereo.hint
+    assert (hinted.enc_channels, hinted.dec_channels) == (plain.enc_channels, plain.dec_channels)
+    stereo = torch.cat([left, right], 1).requires_grad_(True)
+    out = hinted(stereo)
+    assert out.depth.shape == (1, 1, *SIZE) and torch.isfinite(out.depth).all()
+    out.depth.mean().backward()
+    assert stereo.grad[:, 3:].abs().sum() > 0
+    # the hint is an input of the aggregation: a pair SGBM cannot match gives other features
+    with torch.no_grad():
+        blank = torch.cat([left, torch.full_like(right, 0.5)], 1)
+        base = hinted.stereo.aggregate[0][0]
+        weights = base.weight.detach().clone()
+        base.weight[:, : -3].zero_()  # leave only the hint's input channels
+        a, b = hinted.stereo(left, right, hinted.encoder(left)), hinted.stereo(*blank.split(3, 1),
+                                                                            hinted.encoder(left))
+        base.weight.copy_(weights)
+    assert not torch.allclose(a[0], b[0])
+
+
+def test_the_sgbm_hint_needs_a_cost_volume_teacher_and_a_search_range_that_fits():
+    with pytest.raises(ValueError, match="teacher_hint 'sgbm' .* needs model.teacher_fusion: cost_volume"):
+        ModelConfig(preset="nano", input_size=SIZE, teacher_hint="sgbm").validate()
+    with pytest.raises(ValueError, match="teacher_hint must be 'none' or 'sgbm', got 'lidar'"):
+        cv_config(teacher_hint="lidar").validate()
+    with pytest.raises(ValueError, match="max_disparity 84 px rounded up to 96 .* width 96"):
+        ModelConfig(preset="nano", input_size=(64, 96), teacher_fusion="cost_volume", max_disparity=84,
+                    teacher_hint="sgbm").validate()

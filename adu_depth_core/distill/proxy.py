@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from adu_depth_core.evaluation.sgbm import sgbm_depth, sgbm_search_range
+from adu_depth_core.evaluation.sgbm import sgbm_disparity_batch, sgbm_search_range
 
 __all__ = ["ProxyConfig", "proxy_inliers", "sgbm_proxy_depth"]
 
@@ -75,12 +75,6 @@ class ProxyConfig:
             )
 
 
-def _to_uint8(images: Tensor) -> np.ndarray:
-    """(B, 3, H, W) float in [0, 1] -> (B, H, W, 3) uint8 for OpenCV."""
-    scaled = (images.detach().float().clamp(0, 1) * 255).round().to(torch.uint8)
-    return scaled.permute(0, 2, 3, 1).cpu().numpy()
-
-
 def sgbm_proxy_depth(
     left: Tensor, right: Tensor, focal: Tensor, baseline: Tensor, gt: Tensor, cfg: ProxyConfig
 ) -> Tensor:
@@ -92,21 +86,17 @@ def sgbm_proxy_depth(
         gt: (B, 1, H, W) GT depth (> 0 where labelled); labelled pixels, and with `gap_px` their
             neighbourhood, get no proxy.
     """
-    if left.shape != right.shape or left.ndim != 4 or left.shape[1] != 3:
-        raise ValueError(f"sgbm_proxy_depth needs (B, 3, H, W) left and right views, got {tuple(left.shape)} "
-                         f"and {tuple(right.shape)}")
     expected = (left.shape[0], 1, *left.shape[2:])
     if gt.shape != expected:
         raise ValueError(f"sgbm_proxy_depth: gt must be (B, 1, H, W) = {expected}, got {tuple(gt.shape)}")
-    lefts, rights = _to_uint8(left), _to_uint8(right)
+    disparity = sgbm_disparity_batch(left, right, cfg.max_disparity, cfg.block_size).cpu().numpy()[:, 0]
     labelled = (gt > 0).cpu().numpy()[:, 0]
     out = np.zeros(labelled.shape, dtype=np.float32)
     for i, (f, b) in enumerate(zip(focal.cpu().tolist(), baseline.cpu().tolist())):
-        depth = sgbm_depth(lefts[i], rights[i], f, b, cfg.max_disparity, cfg.block_size)
-        keep = ~labelled[i]
+        keep = (disparity[i] > 0) & ~labelled[i]
         if cfg.gap_px > 0 and labelled[i].any():  # distance of every pixel to the nearest label
-            keep &= cv2.distanceTransform(keep.astype(np.uint8), cv2.DIST_L2, 5) > cfg.gap_px
-        out[i] = np.where(keep, depth, 0.0)
+            keep &= cv2.distanceTransform((~labelled[i]).astype(np.uint8), cv2.DIST_L2, 5) > cfg.gap_px
+        out[i][keep] = f * b / disparity[i][keep]
     return torch.from_numpy(out)[:, None].to(left.device)
 
 

@@ -7,7 +7,8 @@ Presets with `newcrfs_exact` (`newcrfs_*`) run NeWCRFs' forward pass exactly (se
 
 The teacher takes the left and right images concatenated on channels (6) and has no UEM; with
 `teacher_fusion: cost_volume` its encoder sees the left view and a correlation cost volume of the two views
-is added to the encoder features (`stereo.py`). The student takes one image (3) and has the UEM. With
+is added to the encoder features (`stereo.py`), optionally with OpenCV SGBM's disparity as a hint
+(`teacher_hint: sgbm`). The student takes one image (3) and has the UEM. With
 `inference_only = True` the student returns `(depth, log_var)` only,
 which is what ONNX export traces.
 """
@@ -87,7 +88,8 @@ class DepthNet(nn.Module):
         self.enc_channels = list(self.encoder.channels)
         self.dec_channels = list(arch.decoder_dims)
         self.stereo = (
-            CostVolumeFusion(self.enc_channels, config.max_disparity, reduction=config.cost_volume_reduction)
+            CostVolumeFusion(self.enc_channels, config.max_disparity, reduction=config.cost_volume_reduction,
+                             hint=config.teacher_hint == "sgbm")
             if cost_volume
             else None
         )

@@ -18,6 +18,8 @@ from typing import Any, Literal
 
 import timm
 
+from ..evaluation.sgbm import sgbm_search_range
+
 COST_VOLUME_REDUCTIONS = (2, 4)  # the teacher's cost volume at 1/2 or 1/4 of the input resolution
 
 __all__ = ["PRESETS", "ModelConfig", "Preset", "check_disparity_range", "get_preset", "preset_table"]
@@ -150,6 +152,9 @@ class ModelConfig:
         cost_volume_reduction: the cost volume is built at 1/4 (4) or 1/2 (2) of the input resolution.
             At 1/4 one candidate disparity is 4 input pixels, coarser than the whole disparity of anything
             beyond f·B / 4 px (about 25 m on the demo's rig); 1/2 halves that step for a little more compute.
+        teacher_hint: "sgbm" also gives the cost-volume teacher OpenCV SGBM's disparity of its input pair
+            (computed on the CPU in every forward pass, `stereo.py`): classical matching as an input cue
+            the network learns when to trust; "none" (the default) is the learned matching alone.
     """
 
     preset: PresetName = "nano"
@@ -163,6 +168,7 @@ class ModelConfig:
     teacher_fusion: Literal["concat", "cost_volume"] = "concat"
     max_disparity: int = 192
     cost_volume_reduction: Literal[2, 4] = 4
+    teacher_hint: Literal["none", "sgbm"] = "none"
 
     def validate(self) -> None:
         preset = get_preset(self.preset)
@@ -186,8 +192,18 @@ class ModelConfig:
             raise ValueError(
                 f"model.cost_volume_reduction must be 2 or 4, got {self.cost_volume_reduction!r}"
             )
+        if self.teacher_hint not in ("none", "sgbm"):
+            raise ValueError(f"model.teacher_hint must be 'none' or 'sgbm', got {self.teacher_hint!r}")
+        if self.teacher_hint != "none" and self.teacher_fusion != "cost_volume":
+            raise ValueError(f"model.teacher_hint {self.teacher_hint!r} feeds the cost-volume teacher; it "
+                             f"needs model.teacher_fusion: cost_volume, got {self.teacher_fusion!r}")
         if self.teacher_fusion == "cost_volume":
             check_disparity_range(self.max_disparity, w, "model.input_size")
+        if self.teacher_hint == "sgbm" and sgbm_search_range(self.max_disparity) >= w:
+            raise ValueError(
+                f"model.teacher_hint sgbm searches model.max_disparity {self.max_disparity} px rounded up to "
+                f"{sgbm_search_range(self.max_disparity)} (a multiple of 16), which does not fit "
+                f"model.input_size width {w} px; lower model.max_disparity")
         if self.drop_path_rate is not None and not 0.0 <= self.drop_path_rate < 1.0:
             raise ValueError(f"model.drop_path_rate must be in [0, 1), got {self.drop_path_rate}")
         if self.backbone is not None and not timm.is_model(self.backbone):

@@ -14,18 +14,28 @@ each level (strided convolutions carry it down to 1/8, 1/16, 1/32), so the decod
 feature distillation see the same levels and widths as with early fusion. Depth is then learned from
 disparity by the decoder; nothing assumes the rig's focal or baseline, so the teacher works for any
 calibrated rig of the training geometry.
+
+With `hint=True` (`model.teacher_hint: sgbm`) the aggregation also sees OpenCV SGBM's disparity of the
+pair, pooled to 1/r over the pixels it matched: its value (linear and log, over the search range) and the
+share of matched pixels. Classical matching is strong exactly where the learned one is weak on a small
+budget (far, small disparities, and everywhere the sparse GT never supervises: a network learns from the
+labelled rows how far to trust the hint, and that transfers to the rows without labels). The hint is not
+differentiable and runs on the CPU, in every forward pass of the teacher.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from torch import nn
 from torch.nn import functional as F
 
+from ..evaluation.sgbm import sgbm_disparity_batch
 from .presets import COST_VOLUME_REDUCTIONS
 
-__all__ = ["CostVolumeFusion", "correlation_volume"]
+__all__ = ["CostVolumeFusion", "correlation_volume", "pooled_disparity_hint"]
 
 ENCODER_FINEST = 4  # the encoder's finest level, where the volume is injected
 
@@ -47,6 +57,19 @@ def correlation_volume(left: torch.Tensor, right: torch.Tensor, num_disp: int) -
     return volume
 
 
+HINT_CHANNELS = 3  # disparity / D, log(1 + disparity) / log(1 + D), share matched
+
+
+def pooled_disparity_hint(disparity: torch.Tensor, reduction: int, max_disparity: int) -> torch.Tensor:
+    """(B, 3, H/r, W/r) hint channels from a (B, 1, H, W) disparity map (0 = no match): the mean matched
+    disparity of each r x r cell, linear and log, normalised by `max_disparity`, and the share matched."""
+    valid = (disparity > 0).float()
+    matched = F.avg_pool2d(valid, reduction)
+    mean = F.avg_pool2d(disparity * valid, reduction) / matched.clamp_min(1e-6)
+    d = float(max_disparity)
+    return torch.cat([mean / d, torch.log1p(mean) / math.log1p(d), matched], 1)
+
+
 def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1), nn.LeakyReLU(0.1, inplace=True))
 
@@ -60,6 +83,7 @@ class CostVolumeFusion(nn.Module):
         feat_dim: channels of the matching features.
         width: channels of the aggregated volume.
         reduction: the volume's resolution, 1/4 (one candidate per 4 input pixels of disparity) or 1/2.
+        hint: also aggregate SGBM's disparity of the pair (`pooled_disparity_hint`).
     """
 
     def __init__(
@@ -69,6 +93,7 @@ class CostVolumeFusion(nn.Module):
         feat_dim: int = 24,
         width: int = 48,
         reduction: int = 4,
+        hint: bool = False,
     ):
         super().__init__()
         if reduction not in COST_VOLUME_REDUCTIONS:
@@ -82,15 +107,15 @@ class CostVolumeFusion(nn.Module):
         self.max_disparity = max_disparity
         self.reduction = reduction
         self.num_disp = max_disparity // reduction
+        self.hint = hint
         self.register_buffer("mean", torch.tensor(IMAGENET_DEFAULT_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_DEFAULT_STD).view(1, 3, 1, 1), persistent=False)
         self.features = nn.Sequential(  # shared by both views; 1/reduction resolution
             _conv(3, 16, 2), _conv(16, 32, reduction // 2), _conv(32, 32), nn.Conv2d(32, feat_dim, 1)
         )
         to_quarter = ENCODER_FINEST // reduction  # stride of the first aggregation conv
-        self.aggregate = nn.Sequential(
-            _conv(self.num_disp + feat_dim, width, to_quarter), _conv(width, width)
-        )
+        evidence = self.num_disp + feat_dim + (HINT_CHANNELS if hint else 0)
+        self.aggregate = nn.Sequential(_conv(evidence, width, to_quarter), _conv(width, width))
         self.down = nn.ModuleList(_conv(width, width, 2) for _ in enc_channels[1:])
         self.inject = nn.ModuleList(nn.Conv2d(width, c, 1) for c in enc_channels)
 
@@ -103,7 +128,11 @@ class CostVolumeFusion(nn.Module):
         """
         f_l, f_r = (F.normalize(self.features((x - self.mean) / self.std), dim=1) for x in (left, right))
         volume = correlation_volume(f_l, f_r, self.num_disp)  # B, D, H/r, W/r
-        g = self.aggregate(torch.cat([volume, f_l], 1))
+        evidence = [volume, f_l]
+        if self.hint:
+            disparity = sgbm_disparity_batch(left, right, self.max_disparity)  # B, 1, H, W
+            evidence.append(pooled_disparity_hint(disparity, self.reduction, self.max_disparity))
+        g = self.aggregate(torch.cat(evidence, 1))
         fused = []
         for lv, feat in enumerate(enc):
             if lv > 0:
