@@ -95,3 +95,30 @@ def test_trim_leaves_out_the_proxies_farthest_from_the_prediction():
     assert not kept[0, 0, 0, :5].any() and kept[0, 0, 1:9].all()
     assert not kept[0, 0, 9, 1:].any() and 85 <= int(kept.sum()) <= 86  # the 9 worst always go
     assert not proxy_inliers(pred, torch.zeros_like(proxy), 0.5).any()
+
+
+def test_a_hinted_teacher_and_its_proxies_share_one_sgbm_pass():
+    from adu_depth_core.evaluation.sgbm import sgbm_disparity_batch
+    from adu_depth_core.models import ModelConfig, build_teacher
+
+    hinted = ModelConfig(preset="nano", input_size=(96, 320), teacher_fusion="cost_volume", max_disparity=96,
+                         teacher_hint="sgbm")
+    cfg = ProxyConfig(weight=1.0, max_disparity=90)  # searched as 96, as the hint does
+    assert cfg.shares_matcher_with(hinted)
+    assert not ProxyConfig(weight=1.0, max_disparity=112).shares_matcher_with(hinted)
+    assert not ProxyConfig(weight=1.0, max_disparity=96, block_size=5).shares_matcher_with(hinted)
+    assert not ProxyConfig(weight=0.0, max_disparity=96).shares_matcher_with(hinted)
+    plain = ModelConfig(preset="nano", input_size=(96, 320), teacher_fusion="cost_volume", max_disparity=96)
+    assert not cfg.shares_matcher_with(plain)
+
+    left, right, focal, baseline, lidar, _ = _batch()
+    disparity = sgbm_disparity_batch(left, right, cfg.max_disparity, cfg.block_size)
+    assert torch.equal(sgbm_proxy_depth(left, right, focal, baseline, lidar, cfg, disparity),
+                       sgbm_proxy_depth(left, right, focal, baseline, lidar, cfg))
+    torch.manual_seed(0)
+    teacher = build_teacher(hinted).eval()
+    stereo = torch.cat([left, right], 1)
+    with torch.no_grad():
+        assert torch.equal(teacher(stereo, disparity).depth, teacher(stereo).depth)
+        other = teacher(stereo, torch.zeros_like(disparity)).depth  # the given disparity is what it uses
+    assert not torch.equal(other, teacher(stereo).depth)

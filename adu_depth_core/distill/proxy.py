@@ -23,6 +23,8 @@ import torch
 from torch import Tensor
 
 from adu_depth_core.evaluation.sgbm import sgbm_disparity_batch, sgbm_search_range
+from adu_depth_core.models.presets import ModelConfig
+from adu_depth_core.models.stereo import HINT_BLOCK_SIZE
 
 __all__ = ["ProxyConfig", "proxy_inliers", "sgbm_proxy_depth"]
 
@@ -65,6 +67,12 @@ class ProxyConfig:
     def enabled(self) -> bool:
         return self.weight > 0
 
+    def shares_matcher_with(self, model: ModelConfig) -> bool:
+        """True when a teacher with the SGBM hint runs the very matcher these proxies need (same search
+        range and block), so one SGBM pass per pair serves both."""
+        return (self.enabled and model.teacher_hint == "sgbm" and self.block_size == HINT_BLOCK_SIZE
+                and sgbm_search_range(self.max_disparity) == sgbm_search_range(model.max_disparity))
+
     def check_width(self, width: int) -> None:
         """Raise unless the matcher's rounded search range fits an input `width` pixels wide."""
         rounded = sgbm_search_range(self.max_disparity)
@@ -76,7 +84,8 @@ class ProxyConfig:
 
 
 def sgbm_proxy_depth(
-    left: Tensor, right: Tensor, focal: Tensor, baseline: Tensor, gt: Tensor, cfg: ProxyConfig
+    left: Tensor, right: Tensor, focal: Tensor, baseline: Tensor, gt: Tensor, cfg: ProxyConfig,
+    disparity: Tensor | None = None,
 ) -> Tensor:
     """(B, 1, H, W) float32 proxy depth of a batch (0 where there is no proxy), on `left`'s device.
 
@@ -85,18 +94,21 @@ def sgbm_proxy_depth(
         focal, baseline: (B,) fx in pixels of this resolution and baseline in metres.
         gt: (B, 1, H, W) GT depth (> 0 where labelled); labelled pixels, and with `gap_px` their
             neighbourhood, get no proxy.
+        disparity: (B, 1, H, W) SGBM disparity of the pair with `cfg`'s matcher, when already computed.
     """
     expected = (left.shape[0], 1, *left.shape[2:])
     if gt.shape != expected:
         raise ValueError(f"sgbm_proxy_depth: gt must be (B, 1, H, W) = {expected}, got {tuple(gt.shape)}")
-    disparity = sgbm_disparity_batch(left, right, cfg.max_disparity, cfg.block_size).cpu().numpy()[:, 0]
+    if disparity is None:
+        disparity = sgbm_disparity_batch(left, right, cfg.max_disparity, cfg.block_size)
+    disparities = disparity.cpu().numpy()[:, 0]
     labelled = (gt > 0).cpu().numpy()[:, 0]
     out = np.zeros(labelled.shape, dtype=np.float32)
     for i, (f, b) in enumerate(zip(focal.cpu().tolist(), baseline.cpu().tolist())):
-        keep = (disparity[i] > 0) & ~labelled[i]
+        keep = (disparities[i] > 0) & ~labelled[i]
         if cfg.gap_px > 0 and labelled[i].any():  # distance of every pixel to the nearest label
             keep &= cv2.distanceTransform((~labelled[i]).astype(np.uint8), cv2.DIST_L2, 5) > cfg.gap_px
-        out[i][keep] = f * b / disparity[i][keep]
+        out[i][keep] = f * b / disparities[i][keep]
     return torch.from_numpy(out)[:, None].to(left.device)
 
 

@@ -127,15 +127,19 @@ class DepthNet(nn.Module):
         if self.stereo is not None:
             check_disparity_range(self.stereo.max_disparity, w, "the input")
 
-    def forward(self, x: torch.Tensor) -> DepthOutput | tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, hint_disparity: torch.Tensor | None = None
+    ) -> DepthOutput | tuple[torch.Tensor, torch.Tensor]:
         """
         Args:
             x: (B, 3, H, W) RGB (student) or (B, 6, H, W) left+right RGB (teacher), in [0, 1].
+            hint_disparity: for a teacher with `teacher_hint: sgbm`, SGBM's (B, 1, H, W) disparity of the
+                pair when the caller has computed it already; None computes it (ignored without the hint).
         """
         self.check_input(x)
         if self.stereo is not None:
             left, right = x[:, :3], x[:, 3:]
-            enc = self.stereo(left, right, self.encoder(left))  # 4 x (B, C_i, H/s_i, W/s_i)
+            enc = self.stereo(left, right, self.encoder(left), hint_disparity)  # 4 x (B, C_i, H/s_i, W/s_i)
         else:
             enc = self.encoder(x)  # 4 x (B, C_i, H/s_i, W/s_i)
         dec = self.decoder(enc, self.ppm(enc[-1]))  # 4 x (B, D_i, H/s_i, W/s_i)

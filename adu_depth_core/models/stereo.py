@@ -58,6 +58,7 @@ def correlation_volume(left: torch.Tensor, right: torch.Tensor, num_disp: int) -
 
 
 HINT_CHANNELS = 3  # disparity / D, log(1 + disparity) / log(1 + D), share matched
+HINT_BLOCK_SIZE = 3  # SGBM's block side for the hint
 
 
 def pooled_disparity_hint(disparity: torch.Tensor, reduction: int, max_disparity: int) -> torch.Tensor:
@@ -119,18 +120,28 @@ class CostVolumeFusion(nn.Module):
         self.down = nn.ModuleList(_conv(width, width, 2) for _ in enc_channels[1:])
         self.inject = nn.ModuleList(nn.Conv2d(width, c, 1) for c in enc_channels)
 
-    def forward(self, left: torch.Tensor, right: torch.Tensor, enc: list[torch.Tensor]) -> list[torch.Tensor]:
+    def forward(
+        self,
+        left: torch.Tensor,
+        right: torch.Tensor,
+        enc: list[torch.Tensor],
+        hint_disparity: torch.Tensor | None = None,
+    ) -> list[torch.Tensor]:
         """Encoder features of the left view plus the stereo evidence, level by level.
 
         Args:
             left, right: (B, 3, H, W) RGB in [0, 1].
             enc: the left view's four encoder features, finest first.
+            hint_disparity: (B, 1, H, W) SGBM disparity of this pair when the caller has it already (the
+                trainer shares it with the proxy labels); None: computed here when the hint is on.
         """
         f_l, f_r = (F.normalize(self.features((x - self.mean) / self.std), dim=1) for x in (left, right))
         volume = correlation_volume(f_l, f_r, self.num_disp)  # B, D, H/r, W/r
         evidence = [volume, f_l]
         if self.hint:
-            disparity = sgbm_disparity_batch(left, right, self.max_disparity)  # B, 1, H, W
+            disparity = hint_disparity
+            if disparity is None:
+                disparity = sgbm_disparity_batch(left, right, self.max_disparity, HINT_BLOCK_SIZE)  # B,1,H,W
             evidence.append(pooled_disparity_hint(disparity, self.reduction, self.max_disparity))
         g = self.aggregate(torch.cat(evidence, 1))
         fused = []

@@ -34,6 +34,7 @@ from torch.utils.data import DataLoader
 from adu_depth_core.config import to_dict
 from adu_depth_core.data.factory import build_dataset, build_unlabeled_dataset, has_split
 from adu_depth_core.distill import DistillationLoss, SILogLoss, sgbm_proxy_depth
+from adu_depth_core.evaluation.sgbm import sgbm_disparity_batch
 from adu_depth_core.models import DepthNet, build_model
 from adu_depth_core.runtime import DepthEstimator
 from adu_depth_core.train import distributed as du
@@ -356,13 +357,19 @@ class DepthTrainer(CheckpointMixin):
                 stereo = model_input(self.model, batch, self.device)
                 focal = batch["focal"].to(self.device, non_blocking=True)
                 baseline = batch["baseline"].to(self.device, non_blocking=True)
-                proxy = None
+                proxy = disparity = None
                 if self.cfg.proxy.enabled:  # on the CPU batch: OpenCV's matcher
+                    pcfg = self.cfg.proxy
+                    if pcfg.shares_matcher_with(self.cfg.model):  # one SGBM pass for proxies and hint
+                        disparity = sgbm_disparity_batch(
+                            batch["left"], batch["right"], pcfg.max_disparity, pcfg.block_size)
                     proxy = sgbm_proxy_depth(
                         batch["left"], batch["right"], batch["focal"], batch["baseline"], batch["depth"],
-                        self.cfg.proxy,
+                        pcfg, disparity,
                     ).to(self.device, non_blocking=True)
-                losses = self.wrapped(stereo, gt, focal, baseline, proxy)
+                    if disparity is not None:
+                        disparity = disparity.to(self.device, non_blocking=True)
+                losses = self.wrapped(stereo, gt, focal, baseline, proxy, disparity)
             else:
                 assert self.teacher is not None and self.distill_loss is not None
                 teacher_out = None

@@ -50,8 +50,9 @@ class TeacherObjective(nn.Module):
         focal: torch.Tensor,
         baseline: torch.Tensor,
         proxy_depth: torch.Tensor | None = None,
+        hint_disparity: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        out = self.model(stereo)
+        out = self.model(stereo, hint_disparity)
         depth = out.depth.float()
         loss = self.silog(depth, gt)["silog"]
         terms = {"silog": loss}
