@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from adu_depth_core.evaluation.sgbm import sgbm_disparity_batch, sgbm_search_range
+from adu_depth_core.evaluation.sgbm import check_sgbm_range, sgbm_disparity_batch, sgbm_search_range
 from adu_depth_core.models.presets import ModelConfig
 from adu_depth_core.models.stereo import HINT_BLOCK_SIZE
 
@@ -75,12 +75,7 @@ class ProxyConfig:
 
     def check_width(self, width: int) -> None:
         """Raise unless the matcher's rounded search range fits an input `width` pixels wide."""
-        rounded = sgbm_search_range(self.max_disparity)
-        if rounded >= width:
-            raise ValueError(
-                f"proxy.max_disparity {self.max_disparity} px (searched as {rounded}, a multiple of 16) does "
-                f"not fit the network input width {width} px; the search range must stay below the width"
-            )
+        check_sgbm_range(self.max_disparity, width, "proxy.max_disparity", "the network input")
 
 
 def sgbm_proxy_depth(

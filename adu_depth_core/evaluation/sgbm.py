@@ -12,13 +12,23 @@ import cv2
 import numpy as np
 import torch
 
-__all__ = ["sgbm_depth", "sgbm_disparity", "sgbm_disparity_batch", "sgbm_search_range"]
+__all__ = ["check_sgbm_range", "sgbm_depth", "sgbm_disparity", "sgbm_disparity_batch", "sgbm_search_range"]
 
 
 def sgbm_search_range(max_disparity: int) -> int:
     """The disparities SGBM searches for a requested `max_disparity`: rounded up to a multiple of 16, as
     OpenCV requires."""
     return int(np.ceil(max_disparity / 16) * 16)
+
+
+def check_sgbm_range(max_disparity: int, width: int, setting: str, what: str) -> None:
+    """Raise ValueError naming `setting` unless SGBM's rounded search range fits images `width` wide."""
+    rounded = sgbm_search_range(max_disparity)
+    if rounded >= width:
+        raise ValueError(
+            f"{setting} {max_disparity} px rounded up to {rounded} (SGBM searches multiples of 16) does not "
+            f"fit {what} width {width} px; the search range must stay below the width"
+        )
 
 
 def sgbm_disparity(

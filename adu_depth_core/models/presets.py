@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import timm
 
-from ..evaluation.sgbm import sgbm_search_range
+from ..evaluation.sgbm import check_sgbm_range
 
 COST_VOLUME_REDUCTIONS = (2, 4)  # the teacher's cost volume at 1/2 or 1/4 of the input resolution
 
@@ -199,11 +199,8 @@ class ModelConfig:
                              f"needs model.teacher_fusion: cost_volume, got {self.teacher_fusion!r}")
         if self.teacher_fusion == "cost_volume":
             check_disparity_range(self.max_disparity, w, "model.input_size")
-        if self.teacher_hint == "sgbm" and sgbm_search_range(self.max_disparity) >= w:
-            raise ValueError(
-                f"model.teacher_hint sgbm searches model.max_disparity {self.max_disparity} px rounded up to "
-                f"{sgbm_search_range(self.max_disparity)} (a multiple of 16), which does not fit "
-                f"model.input_size width {w} px; lower model.max_disparity")
+        if self.teacher_hint == "sgbm":
+            check_sgbm_range(self.max_disparity, w, "model.max_disparity", "the SGBM hint's model.input_size")
         if self.drop_path_rate is not None and not 0.0 <= self.drop_path_rate < 1.0:
             raise ValueError(f"model.drop_path_rate must be in [0, 1), got {self.drop_path_rate}")
         if self.backbone is not None and not timm.is_model(self.backbone):
