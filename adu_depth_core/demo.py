@@ -50,7 +50,8 @@ N_PANEL_FRAMES = 3  # test frames in the report's comparison figure
 
 @dataclasses.dataclass(frozen=True)
 class DemoBudget:
-    """How much the demo renders and trains. `full` takes about 20 minutes on 2 CPU cores, `quick` about 3."""
+    """How much the demo renders and trains. `full` takes 27-30 minutes on 2 CPU cores (docs/BENCHMARKS.md),
+    `quick` about 3."""
 
     size: tuple[int, int]
     train_frames: int
