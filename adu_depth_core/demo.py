@@ -4,17 +4,21 @@ Stages (each leaves its outputs in the work folder; a re-run skips finished stag
 interrupted training from its `last.pt`):
 
 1. data      render the held-out test frames as a KITTI tree and as a rosbag2 (same seeds)
-2. teacher   train the stereo teacher (`training/configs/synthetic_teacher.yaml`)
-3. student   distil the monocular student from the frozen teacher (`synthetic_student.yaml`)
-4. baseline  the same student without distillation (`distill.mode=baseline`), same budget
-5. evaluate  teacher, baseline and student on the KITTI tree (Table 1 columns + AUSE/AURG), and OpenCV
+2. train     the stereo teacher (`training/configs/synthetic_teacher.yaml`) and, beside it, the baseline
+             student (`synthetic_student.yaml` with `distill.mode=baseline`), which needs no teacher;
+             then the monocular student distilled from the frozen teacher (`synthetic_student.yaml`)
+3. evaluate  teacher, baseline and student on the KITTI tree (Table 1 columns + AUSE/AURG), and OpenCV
              SGBM on the same frames as an untrained stereo reference
-6. seeds     with `seeds` > 1: both students again with seeds 1 … N−1 against the same frozen teacher,
-             scored the same way, so the report gives mean ± std (the seed-to-seed spread)
-7. export    the student to ONNX, checked against PyTorch in ONNX Runtime
-8. bag_eval  the ONNX student on the test bag (`bag-eval`), writing an output bag with depth topics,
+4. seeds     with `seeds` > 1: both students again with seeds 1 … N−1 against the same frozen teacher,
+             two at a time, scored the same way, so the report gives mean ± std (the seed-to-seed spread)
+5. export    the student to ONNX, checked against PyTorch in ONNX Runtime
+6. bag_eval  the ONNX student on the test bag (`bag-eval`), writing an output bag with depth topics,
              and the same ONNX model on the KITTI tree, to show both paths agree
-9. report    `report.md`, comparison panels and training curves
+7. report    `report.md`, comparison panels and training curves
+
+Independent trainings run side by side, one process and one thread each (`train.side_by_side`): on 2
+cores that finishes sooner than one after the other at 2 threads. A run keeps its thread count from start
+to end, so a re-run gives the same numbers.
 
 Training frames are rendered in memory from the rig's train seed range (a pure function of the seed, so
 identical to writing them out and reading them back); validation uses the val seeds, tests the test seeds.
@@ -32,13 +36,16 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from adu_depth_core.fileio import atomic_write_bytes
 
+if TYPE_CHECKING:
+    from adu_depth_core.train.side_by_side import TrainJob
+
 log = logging.getLogger("adu_depth.demo")
 
-STAGES = ("data", "teacher", "student", "baseline", "evaluate", "seeds", "export", "bag_eval", "report")
+STAGES = ("data", "train", "evaluate", "seeds", "export", "bag_eval", "report")
 MODELS = ("teacher", "baseline", "student")
 STUDENTS = ("baseline", "student")  # what `seeds` retrains; the teacher is trained once, as in the paper
 SEED_STAGES = ("seeds", "report")  # stages whose output depends on the number of seeds
@@ -46,6 +53,7 @@ SEED_STAGES = ("seeds", "report")  # stages whose output depends on the number o
 # budget or ablation choice in this project was ever scored on (those used test indices 0-59).
 TEST_FIRST_INDEX = 1000
 N_PANEL_FRAMES = 3  # test frames in the report's comparison figure
+TEACHER_RECIPE, STUDENT_RECIPE = "synthetic_teacher.yaml", "synthetic_student.yaml"  # training/configs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -178,10 +186,12 @@ class Demo:
             spec = RigExport(target, fmt, b.test_frames, b.size, TEST_FIRST_INDEX, "test", none_every=0)
             write_rig_data(spec)
 
-    def _train(self, name: str, recipe: str, extra: list[str]) -> None:
+    def _job(self, name: str, recipe: str, extra: list[str]) -> TrainJob:
+        """The `TrainJob` of run `name` (a folder of the work dir) at this budget; it resumes from its
+        `last.pt` where an interrupted demo left one."""
         from adu_depth_core.config import apply_overrides, from_dict, read_yaml
         from adu_depth_core.train.config import TrainConfig
-        from adu_depth_core.train.run import train
+        from adu_depth_core.train.side_by_side import TrainJob
 
         b = self.budget
         steps = b.teacher_steps if name == "teacher" else b.student_steps
@@ -200,44 +210,56 @@ class Demo:
         ]
         cfg = from_dict(TrainConfig, apply_overrides(read_yaml(recipe_path(recipe)), overrides))
         last = self.path(name, "last.pt")
-        train(cfg, resume=last if last.is_file() else None, overwrite=not last.is_file())
+        return TrainJob(cfg, resume=last if last.is_file() else None, overwrite=not last.is_file())
+
+    def _train_side_by_side(self, jobs: list[TrainJob]) -> None:
+        """Train the `jobs` (from `_job`) that have not reached their last step, side by side."""
+        from adu_depth_core.checkpoint import load_checkpoint
+        from adu_depth_core.train.side_by_side import train_side_by_side
+
+        def trained(job: TrainJob) -> bool:
+            return job.resume is not None and load_checkpoint(job.resume)["step"] >= job.cfg.steps
+
+        train_side_by_side([job for job in jobs if not trained(job)])
 
     def checkpoint(self, name: str) -> Path:
         """The model a stage produced: best on the validation seeds, else the last one."""
         best = self.path(name, "best.pt")
         return best if best.is_file() else self.path(name, "last.pt")
 
-    def stage_teacher(self) -> None:
-        self._train("teacher", "synthetic_teacher.yaml", [])
-
     def _student_overrides(self, name: str) -> list[str]:
         """The recipe overrides of the distilled student or the baseline (`STUDENTS`)."""
-        teacher = f"teacher_checkpoint={self.checkpoint('teacher')}"
         if name == "baseline":
-            return [teacher, "distill.mode=baseline"]
+            return ["distill.mode=baseline", "teacher_checkpoint=null"]  # GT only: trains beside the teacher
         # As the recipe (a quarter of the steps): SILog alone first, then distillation ramps in.
         steps = self.budget.student_steps
-        return [teacher, f"distill.distill_start={steps // 4}", f"distill.warmup_steps={steps // 4}"]
+        return [
+            f"teacher_checkpoint={self.checkpoint('teacher')}",
+            f"distill.distill_start={steps // 4}",
+            f"distill.warmup_steps={steps // 4}",
+        ]
 
-    def stage_student(self) -> None:
-        self._train("student", "synthetic_student.yaml", self._student_overrides("student"))
-
-    def stage_baseline(self) -> None:
-        self._train("baseline", "synthetic_student.yaml", self._student_overrides("baseline"))
+    def stage_train(self) -> None:
+        self._train_side_by_side([
+            self._job("teacher", TEACHER_RECIPE, []),
+            self._job("baseline", STUDENT_RECIPE, self._student_overrides("baseline")),
+        ])  # fmt: skip
+        self._train_side_by_side([self._job("student", STUDENT_RECIPE, self._student_overrides("student"))])
 
     def seed_run(self, name: str, seed: int) -> str:
         """The work-folder name of student `name` trained with `seed` (seed 0 is the main run)."""
         return name if seed == 0 else f"seeds/{name}_seed{seed}"
 
     def stage_seeds(self) -> None:
-        for seed in range(1, self.seeds):
-            for name in STUDENTS:
-                run = self.seed_run(name, seed)
-                scores = self.path("eval", f"{run}.json")
-                if scores.is_file():  # trained and scored by an earlier run with as many seeds or more
-                    continue
-                self._train(run, "synthetic_student.yaml", [*self._student_overrides(name), f"seed={seed}"])
-                self._eval(self.checkpoint(run), scores, None)
+        runs = [(name, seed) for name in reversed(STUDENTS) for seed in range(1, self.seeds)]  # longest first
+        todo = [(n, s) for n, s in runs if not self.path("eval", f"{self.seed_run(n, s)}.json").is_file()]
+        self._train_side_by_side([
+            self._job(self.seed_run(n, s), STUDENT_RECIPE, [*self._student_overrides(n), f"seed={s}"])
+            for n, s in todo
+        ])  # fmt: skip
+        for name, seed in todo:
+            run = self.seed_run(name, seed)
+            self._eval(self.checkpoint(run), self.path("eval", f"{run}.json"), None)
 
     @staticmethod
     def _scoring(model: Path, vis: Path | None = None):

@@ -459,5 +459,8 @@ def test_config_is_strict_and_validated():
         DistillConfig(lambda_feature=-1.0)
     with pytest.raises(ValueError, match="student_enc_channels"):
         DistillationLoss(DistillConfig(), (8, 8, 8), S_DEC, T_ENC, T_DEC)
+    with pytest.raises(ValueError, match="needs the teacher's channel counts"):
+        DistillationLoss(DistillConfig(), S_ENC, S_DEC, None, None)
+    assert len(DistillationLoss(DistillConfig(mode="baseline"), S_ENC, S_DEC, None, None).state_dict()) == 0
     d = DistillConfig()
     assert (d.lambda_response, d.lambda_feature, d.lambda_focal) == (0.9, 0.6, 0.8)

@@ -177,6 +177,24 @@ def test_student_training_lowers_the_distillation_loss(tmp_path, teacher_ckpt):
     assert ckpt["meta"]["teacher"]["path"] == str(teacher_ckpt)
 
 
+def test_a_baseline_student_needs_no_teacher_and_learns_the_same_without_one(tmp_path, teacher_ckpt):
+    """The baseline uses GT only, so it can train before (or beside) the teacher; given a teacher
+    checkpoint it ignores it, to the bit."""
+    runs = {}
+    for name, teacher in (("with", str(teacher_ckpt)), ("without", None)):
+        d = tiny(tmp_path, name, stage="student", teacher_checkpoint=teacher, distill={"mode": "baseline"})
+        trainer = DepthTrainer(cfg_of(d))
+        assert trainer.teacher is None and len(trainer.distill_loss.state_dict()) == 0
+        trainer.train()
+        runs[name] = load_checkpoint(trainer.last_checkpoint)
+        assert runs[name]["meta"]["teacher"] is None
+    assert state_equal(runs["with"]["model"], runs["without"]["model"])
+    metrics = [(tmp_path / n / "metrics.jsonl").read_text() for n in ("with", "without")]
+    records = [[json.loads(line) for line in m.splitlines()] for m in metrics]
+    losses = [[r["loss/total"] for r in rs if r["kind"] == "train"] for rs in records]
+    assert losses[0] == losses[1] and len(losses[0]) == 3 and all(v > 0 for v in losses[0])
+
+
 # ------------------------------------------------------------------------------------------ resume
 
 

@@ -154,7 +154,8 @@ class DistillationLoss(nn.Module):
     Args:
         cfg: the objective (see DistillConfig).
         student_enc_channels, student_dec_channels: the student's `enc_channels` / `dec_channels`.
-        teacher_enc_channels, teacher_dec_channels: the teacher's `enc_channels` / `dec_channels`.
+        teacher_enc_channels, teacher_dec_channels: the teacher's `enc_channels` / `dec_channels` (None in
+            baseline mode, which has no adapters).
     """
 
     def __init__(
@@ -162,16 +163,19 @@ class DistillationLoss(nn.Module):
         cfg: DistillConfig,
         student_enc_channels: Sequence[int],
         student_dec_channels: Sequence[int],
-        teacher_enc_channels: Sequence[int],
-        teacher_dec_channels: Sequence[int],
+        teacher_enc_channels: Sequence[int] | None,
+        teacher_dec_channels: Sequence[int] | None,
     ) -> None:
         super().__init__()
         cfg.validate()
         self.cfg = cfg
+        distil = cfg.mode == "full"
+        if distil and (teacher_enc_channels is None or teacher_dec_channels is None):
+            raise ValueError("distill.mode=full needs the teacher's channel counts (a baseline has none)")
         s_enc = _channels(student_enc_channels, "student_enc_channels")
         s_dec = _channels(student_dec_channels, "student_dec_channels")
-        t_enc = _channels(teacher_enc_channels, "teacher_enc_channels")
-        t_dec = _channels(teacher_dec_channels, "teacher_dec_channels")
+        t_enc = _channels(teacher_enc_channels or s_enc, "teacher_enc_channels")  # a baseline: unused
+        t_dec = _channels(teacher_dec_channels or s_dec, "teacher_dec_channels")
         self.silog = SILogLoss(cfg.min_depth, cfg.max_depth, cfg.silog_variance_focus)
         self.response_l1 = ResponseL1Loss()
         self.umr = UMRLoss()
@@ -179,7 +183,6 @@ class DistillationLoss(nn.Module):
         self.feat = FeatureDistillLoss(cfg.feature_norm)
         self.umf = UMFLoss(cfg.feature_norm)
         kind = "attention" if cfg.attention else "conv"
-        distil = cfg.mode == "full"
 
         def make(levels: tuple[int, ...], s_ch: tuple[int, ...], t_ch: tuple[int, ...]) -> nn.ModuleDict:
             return nn.ModuleDict(

@@ -82,7 +82,7 @@ class TrainConfig:
     # teacher stage: SILog on classical-stereo (SGBM) depths where the GT has no label (weight 0 = off)
     proxy: ProxyConfig = field(default_factory=ProxyConfig)
     val: ValConfig = field(default_factory=ValConfig)
-    teacher_checkpoint: str | None = None  # student stage: the frozen stereo teacher
+    teacher_checkpoint: str | None = None  # student stage: the frozen stereo teacher (unused by a baseline)
     # start the network from this checkpoint's weights (same stage and preset; any input size), e.g. a
     # student from `adu-depth import-newcrfs`; optimiser, schedule and step start fresh
     init_from: str | None = None
@@ -144,8 +144,11 @@ class TrainConfig:
                     f"data.unlabeled.first_index {u.first_index} overlaps the labeled training frames "
                     f"(indices 0-{self.data.train_frames - 1}); use an index >= {self.data.train_frames}"
                 )
-        if self.stage == "student" and not self.teacher_checkpoint:
-            raise ValueError("stage 'student' needs teacher_checkpoint (a checkpoint from a teacher run)")
+        if self.stage == "student" and self.distill.mode != "baseline" and not self.teacher_checkpoint:
+            raise ValueError(
+                "stage 'student' needs teacher_checkpoint (a checkpoint from a teacher run); only "
+                "distill.mode=baseline trains without one"
+            )
         metric = self.best_metric.removeprefix("dense_")
         if metric not in METRIC_KEYS:
             raise ValueError(

@@ -4,7 +4,8 @@
 * teacher stage: `DepthNet` with 6 input channels (left and right concatenated), loss L_b (SILog), plus the
   optional proxy-label and photometric terms (`objectives.TeacherObjective`);
 * student stage: the frozen stereo teacher from `teacher_checkpoint` (eval mode, no grad) and the
-  monocular student trained together with the `DistillationLoss` adapters (paper Eq. 9).
+  monocular student trained together with the `DistillationLoss` adapters (paper Eq. 9); a baseline
+  (`distill.mode=baseline`, SILog only) loads no teacher.
 
 It runs the same on one process or N processes under `torchrun` (DDP; the global batch is split over the
 ranks), on CPU or CUDA (optionally bf16 / fp16 autocast), seeded and optionally deterministic. A run is
@@ -132,7 +133,10 @@ class DepthTrainer(CheckpointMixin):
             self.init_meta = resume_ckpt.get("meta", {}).get("init_from")
         self.teacher: DepthNet | None = None
         self.teacher_meta: dict[str, Any] = {}
-        if cfg.stage == "student":
+        if cfg.stage == "student" and cfg.distill.mode == "baseline":
+            if cfg.teacher_checkpoint:
+                log.info("distill.mode=baseline learns from GT only: teacher_checkpoint is not loaded")
+        elif cfg.stage == "student":
             assert cfg.teacher_checkpoint is not None  # validate() guarantees it
             self.teacher, tckpt = preflight.load_teacher(cfg.teacher_checkpoint, self.device)
             self.teacher_meta = preflight.check_teacher(tckpt, cfg)
@@ -203,13 +207,13 @@ class DepthTrainer(CheckpointMixin):
         if cfg.stage == "teacher":
             objective: nn.Module = TeacherObjective(self.model, silog, cfg.photometric, cfg.proxy)
         else:
-            assert self.teacher is not None
+            teacher = self.teacher  # None for a baseline, which builds no adapters
             self.distill_loss = DistillationLoss(
                 cfg.distill,
                 self.model.enc_channels,
                 self.model.dec_channels,
-                self.teacher.enc_channels,
-                self.teacher.dec_channels,
+                teacher.enc_channels if teacher is not None else None,
+                teacher.dec_channels if teacher is not None else None,
             ).to(self.device)
             objective = StudentObjective(self.model, self.distill_loss)
         self.objective = objective.to(self.device)
@@ -371,9 +375,10 @@ class DepthTrainer(CheckpointMixin):
                         disparity = disparity.to(self.device, non_blocking=True)
                 losses = self.wrapped(stereo, gt, focal, baseline, proxy, disparity)
             else:
-                assert self.teacher is not None and self.distill_loss is not None
+                assert self.distill_loss is not None
                 teacher_out = None
-                if self.distill_loss.distill_weight(step) > 0:
+                if self.distill_loss.distill_weight(step) > 0:  # never for a baseline
+                    assert self.teacher is not None
                     batch, gt = self._with_unlabeled(batch, step)
                     with torch.no_grad():
                         teacher_out = self.teacher(model_input(self.teacher, batch, self.device))
