@@ -179,12 +179,15 @@ def test_student_training_lowers_the_distillation_loss(tmp_path, teacher_ckpt):
 
 def test_a_baseline_student_needs_no_teacher_and_learns_the_same_without_one(tmp_path, teacher_ckpt):
     """The baseline uses GT only, so it can train before (or beside) the teacher; given a teacher
-    checkpoint it ignores it, to the bit."""
+    checkpoint and unlabeled frames it ignores both, to the bit."""
     runs = {}
-    for name, teacher in (("with", str(teacher_ckpt)), ("without", None)):
-        d = tiny(tmp_path, name, stage="student", teacher_checkpoint=teacher, distill={"mode": "baseline"})
+    unlabeled = {"unlabeled": {"batch_size": 2, "frames": 5, "first_index": 100}}
+    for name, teacher, data in (("with", str(teacher_ckpt), unlabeled), ("without", None, {})):
+        d = tiny(tmp_path, name, stage="student", teacher_checkpoint=teacher, distill={"mode": "baseline"},
+                 data=data)  # fmt: skip
         trainer = DepthTrainer(cfg_of(d))
-        assert trainer.teacher is None and len(trainer.distill_loss.state_dict()) == 0
+        assert trainer.teacher is None and trainer.unlabeled_set is None
+        assert len(trainer.distill_loss.state_dict()) == 0  # no adapters
         trainer.train()
         runs[name] = load_checkpoint(trainer.last_checkpoint)
         assert runs[name]["meta"]["teacher"] is None

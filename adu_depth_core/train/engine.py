@@ -301,6 +301,9 @@ class DepthTrainer(CheckpointMixin):
         u = self.cfg.data.unlabeled
         if not u.enabled or self.cfg.stage != "student":
             return None
+        if self.cfg.distill.mode == "baseline":
+            log.info("distill.mode=baseline has no distillation terms: data.unlabeled is not used")
+            return None
         if u.batch_size % self.dist.world_size:
             raise ValueError(f"data.unlabeled.batch_size {u.batch_size} (global) is not divisible by the "
                              f"{self.dist.world_size} processes")

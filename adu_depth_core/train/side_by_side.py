@@ -9,6 +9,7 @@ count from start to end, so its numbers do not depend on when its neighbours fin
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 from collections.abc import Sequence
@@ -17,6 +18,7 @@ from pathlib import Path
 from adu_depth_core.train.config import TrainConfig
 
 log = logging.getLogger(__name__)
+PROGRESS_EVERY_S = 60.0  # how often the runs' steps are logged (each has no progress bar of its own)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,7 +60,7 @@ def train_side_by_side(jobs: Sequence[TrainJob], cores: int | None = None) -> No
         return
     import multiprocessing
     import time
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     threads = cores // workers
     log.info("training %s side by side, %d thread(s) each", ", ".join(j.name for j in jobs), threads)
@@ -68,15 +70,33 @@ def train_side_by_side(jobs: Sequence[TrainJob], cores: int | None = None) -> No
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_set_threads, initargs=(threads,))
     with pool:
         quiet = (dataclasses.replace(j, cfg=dataclasses.replace(j.cfg, progress=False)) for j in jobs)
-        futures = {pool.submit(_train_in_worker, job): job.name for job in quiet}
+        futures = {pool.submit(_train_in_worker, job): job for job in quiet}
         try:
-            for future in as_completed(futures):
-                future.result()
-                log.info("%s finished after %.0f s", futures[future], time.perf_counter() - start)
+            pending = set(futures)
+            while pending:
+                done, pending = wait(pending, timeout=PROGRESS_EVERY_S, return_when=FIRST_COMPLETED)
+                for future in done:
+                    future.result()
+                    log.info("%s finished after %.0f s", futures[future].name, time.perf_counter() - start)
+                if pending and not done:  # a minute without news
+                    log.info("  %s", ", ".join(_progress(futures[f]) for f in pending))
         except BaseException:
             for future in futures:
                 future.cancel()  # the ones not started; the running ones finish (or fail) first
             raise
+
+
+def _progress(job: TrainJob) -> str:
+    """'name step/steps' from the run's `metrics.jsonl` (the last record its writer flushed)."""
+    path = Path(job.cfg.out_dir) / "metrics.jsonl"
+    step = 0
+    if path.is_file():
+        lines = path.read_text(encoding="utf-8").splitlines()
+        try:
+            step = json.loads(lines[-1])["step"] if lines else 0
+        except (json.JSONDecodeError, KeyError):  # a line being written
+            pass
+    return f"{job.name} step {step}/{job.cfg.steps}"
 
 
 def _set_threads(threads: int) -> None:
