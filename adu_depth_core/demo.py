@@ -69,6 +69,8 @@ class DemoBudget:
     student_steps: int
     batch_size: int
     val_every: int
+    unlabeled_batch: int  # unlabeled stereo frames per distilled student step (`data.unlabeled`)
+    unlabeled_frames: int  # how many the distilled student draws them from
 
     def describe(self, n_test: int | None) -> str:
         """The budget as report.md states it."""
@@ -79,15 +81,16 @@ class DemoBudget:
             f"{h}x{w} images, {self.train_frames} training frames (rendered from the rig's\ntrain seeds), "
             f"{self.val_frames} validation frames, {n_test} held-out test frames (test seeds "
             f"{split_seed('test', TEST_FIRST_INDEX)}+),\nteacher {self.teacher_steps} steps, each student "
-            f"{self.student_steps} steps, batch {self.batch_size}."
+            f"{self.student_steps} steps, batch {self.batch_size} (the distilled one also "
+            f"{self.unlabeled_batch} of\n{self.unlabeled_frames} unlabeled stereo frames per step)."
         )
 
 
 # The teacher (nano + cost volume) gets more steps than the students (ghostnet_nano): it is trained once and
 # then frozen, as the paper pre-trains it; budgets chosen on the validation seeds (docs/RESULTS.md).
 BUDGETS = {
-    "full": DemoBudget((96, 320), 400, 24, 40, 1200, 600, 8, 300),
-    "quick": DemoBudget((64, 192), 96, 8, 12, 200, 200, 4, 100),
+    "full": DemoBudget((96, 320), 400, 24, 40, 800, 600, 8, 300, 2, 800),
+    "quick": DemoBudget((64, 192), 96, 8, 12, 200, 200, 4, 100, 2, 400),
 }
 
 
@@ -237,6 +240,8 @@ class Demo:
             f"teacher_checkpoint={self.checkpoint('teacher')}",
             f"distill.distill_start={steps // 4}",
             f"distill.warmup_steps={steps // 4}",
+            f"data.unlabeled.batch_size={self.budget.unlabeled_batch}",
+            f"data.unlabeled.frames={self.budget.unlabeled_frames}",
         ]
 
     def stage_train(self) -> None:
