@@ -58,8 +58,8 @@ TEACHER_RECIPE, STUDENT_RECIPE = "synthetic_teacher.yaml", "synthetic_student.ya
 
 @dataclasses.dataclass(frozen=True)
 class DemoBudget:
-    """How much the demo renders and trains. `full` takes 27-30 minutes on 2 CPU cores (docs/BENCHMARKS.md),
-    `quick` about 3."""
+    """How much the demo renders and trains. `full` takes about 18 minutes on 2 CPU cores
+    (docs/BENCHMARKS.md), `quick` about 3."""
 
     size: tuple[int, int]
     train_frames: int
@@ -87,7 +87,8 @@ class DemoBudget:
 
 
 # The teacher (nano + cost volume) gets more steps than the students (ghostnet_nano): it is trained once and
-# then frozen, as the paper pre-trains it; budgets chosen on the validation seeds (docs/RESULTS.md).
+# then frozen, as the paper pre-trains it; budgets chosen on the validation seeds (docs/RESULTS.md §0: 800
+# teacher steps and 2 of 800 unlabeled frames per step were level with 1,200 and 4 of 1,600).
 BUDGETS = {
     "full": DemoBudget((96, 320), 400, 24, 40, 800, 600, 8, 300, 2, 800),
     "quick": DemoBudget((64, 192), 96, 8, 12, 200, 200, 4, 100, 2, 400),

@@ -21,7 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--seeds", type=int, default=1, metavar="N",
         help="train both students with seeds 0 … N−1 and report mean ± std (default: 1; each extra seed "
-             "adds two student trainings, about 12 min at the full budget on 2 cores)",
+             "adds two student trainings, run side by side with the others: about 9 min at the full budget "
+             "on 2 cores)",
     )
 
 
