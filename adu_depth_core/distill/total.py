@@ -174,8 +174,11 @@ class DistillationLoss(nn.Module):
             raise ValueError("distill.mode=full needs the teacher's channel counts (a baseline has none)")
         s_enc = _channels(student_enc_channels, "student_enc_channels")
         s_dec = _channels(student_dec_channels, "student_dec_channels")
-        t_enc = _channels(teacher_enc_channels or s_enc, "teacher_enc_channels")  # a baseline: unused
-        t_dec = _channels(teacher_dec_channels or s_dec, "teacher_dec_channels")
+        t_enc: tuple[int, ...] = ()  # a baseline's: make() builds no adapter
+        t_dec: tuple[int, ...] = ()
+        if teacher_enc_channels is not None and teacher_dec_channels is not None:
+            t_enc = _channels(teacher_enc_channels, "teacher_enc_channels")
+            t_dec = _channels(teacher_dec_channels, "teacher_dec_channels")
         self.silog = SILogLoss(cfg.min_depth, cfg.max_depth, cfg.silog_variance_focus)
         self.response_l1 = ResponseL1Loss()
         self.umr = UMRLoss()

@@ -144,7 +144,7 @@ class TrainConfig:
                     f"data.unlabeled.first_index {u.first_index} overlaps the labeled training frames "
                     f"(indices 0-{self.data.train_frames - 1}); use an index >= {self.data.train_frames}"
                 )
-        if self.stage == "student" and self.distill.mode != "baseline" and not self.teacher_checkpoint:
+        if self.distils and not self.teacher_checkpoint:
             raise ValueError(
                 "stage 'student' needs teacher_checkpoint (a checkpoint from a teacher run); only "
                 "distill.mode=baseline trains without one"
@@ -158,6 +158,12 @@ class TrainConfig:
             )
         if metric in UNCERTAINTY_KEYS and self.stage == "teacher":
             raise ValueError(f"best_metric {self.best_metric!r} needs uncertainty; the teacher has none")
+
+    @property
+    def distils(self) -> bool:
+        """A student that learns from a teacher: it needs `teacher_checkpoint` and may use `data.unlabeled`
+        (a baseline, `distill.mode=baseline`, learns from GT only)."""
+        return self.stage == "student" and self.distill.mode != "baseline"
 
     @property
     def train_size(self) -> tuple[int, int]:

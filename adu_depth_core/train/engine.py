@@ -133,10 +133,9 @@ class DepthTrainer(CheckpointMixin):
             self.init_meta = resume_ckpt.get("meta", {}).get("init_from")
         self.teacher: DepthNet | None = None
         self.teacher_meta: dict[str, Any] = {}
-        if cfg.stage == "student" and cfg.distill.mode == "baseline":
-            if cfg.teacher_checkpoint:
-                log.info("distill.mode=baseline learns from GT only: teacher_checkpoint is not loaded")
-        elif cfg.stage == "student":
+        if cfg.stage == "student" and not cfg.distils and cfg.teacher_checkpoint:
+            log.info("distill.mode=baseline learns from GT only: teacher_checkpoint is not loaded")
+        if cfg.distils:
             assert cfg.teacher_checkpoint is not None  # validate() guarantees it
             self.teacher, tckpt = preflight.load_teacher(cfg.teacher_checkpoint, self.device)
             self.teacher_meta = preflight.check_teacher(tckpt, cfg)
@@ -301,7 +300,7 @@ class DepthTrainer(CheckpointMixin):
         u = self.cfg.data.unlabeled
         if not u.enabled or self.cfg.stage != "student":
             return None
-        if self.cfg.distill.mode == "baseline":
+        if not self.cfg.distils:
             log.info("distill.mode=baseline has no distillation terms: data.unlabeled is not used")
             return None
         if u.batch_size % self.dist.world_size:
