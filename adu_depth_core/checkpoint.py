@@ -5,7 +5,8 @@ Layout (every value is a tensor, a plain python container or a primitive, so `we
     format:        "adu_depth/1"
     stage:         "teacher" | "student"
     model_config:  dict for `adu_depth_core.models.ModelConfig` (preset, max_depth, input size, ...)
-    model:         state_dict of the DepthNet
+    model:         state_dict of the DepthNet (the weight average when the run had `ema_decay`)
+    training_weights: the optimiser's weights, for resuming (only with `ema_decay`)
     adapters:      state_dict of the distillation adapters (student stage only) or absent
     optimizer, scheduler, step, rng: training state (absent in export-only files)
     config:        the full training config as a dict

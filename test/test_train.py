@@ -246,6 +246,34 @@ def test_killed_and_resumed_run_matches_an_uninterrupted_one(tmp_path, stage, te
     assert torch.equal(a["optimizer"]["state"][0]["exp_avg"], b["optimizer"]["state"][0]["exp_avg"])
 
 
+def test_weight_average_is_the_ema_of_the_trajectory_and_resumes_exactly(tmp_path):
+    """With `ema_decay` the checkpoint's `model` (what eval, export and init_from load) is the moving average
+    of the weights after each step, `training_weights` the trajectory itself, which the average leaves
+    unchanged; a killed and resumed run ends with the same average."""
+    plain = tiny(tmp_path, "plain", steps=2, ckpt_every=1, deterministic=True)
+    train(cfg_of(plain))
+    w1 = load_checkpoint(tmp_path / "plain" / "ckpt_0000001.pt")["model"]
+    w2 = load_checkpoint(tmp_path / "plain" / "last.pt")["model"]
+    averaged = {**plain, "out_dir": str(tmp_path / "ema"), "ema_decay": 0.25}
+    train(cfg_of(averaged))
+    ckpt = load_checkpoint(tmp_path / "ema" / "last.pt")
+    assert state_equal(ckpt["training_weights"], w2) and ckpt["meta"]["ema_decay"] == 0.25
+    moved = [k for k in w2 if w2[k].is_floating_point() and not torch.equal(w1[k], w2[k])]
+    assert moved  # the second step changed weights: the average differs from both ends
+    for key in moved:  # the first update copies, the second mixes: 0.25·w1 + 0.75·w2
+        torch.testing.assert_close(ckpt["model"][key], 0.25 * w1[key] + 0.75 * w2[key])
+    assert load_model(ckpt).state_dict().keys() == w2.keys()  # a plain DepthNet checkpoint to its readers
+
+    d = tiny(tmp_path, "full", steps=6, ckpt_every=3, deterministic=True, ema_decay=0.5)
+    train(cfg_of(d))
+    d_int = {**d, "out_dir": str(tmp_path / "interrupted")}
+    with pytest.raises(KeyboardInterrupt):
+        DepthTrainer(cfg_of(d_int), extra_hooks=[StopAfter(3)]).train()
+    train(cfg_of(d_int), resume=tmp_path / "interrupted" / "last.pt")
+    a, b = (load_checkpoint(tmp_path / run / "last.pt") for run in ("full", "interrupted"))
+    assert state_equal(a["model"], b["model"]) and state_equal(a["training_weights"], b["training_weights"])
+
+
 def test_resume_refuses_another_stage_or_model(tmp_path, teacher_ckpt):
     d = tiny(tmp_path, stage="student", teacher_checkpoint=str(teacher_ckpt))
     with pytest.raises(ValueError, match="'teacher' checkpoint, this run trains the student"):
@@ -405,6 +433,7 @@ def test_student_with_a_non_teacher_checkpoint_fails_before_training(tmp_path, t
         ("best_metric=ause_rmse", "the teacher has none"),
         ("optim.lr=.nan", r"optim.lr: expected a finite number, got nan"),
         ("optim.weight_decay=.inf", r"optim.weight_decay: expected a finite number, got inf"),
+        ("ema_decay=1", r"ema_decay must be in \(0, 1\) or null, got 1.0"),
     ],
 )
 def test_bad_config_is_a_clear_error(tmp_path, override, message):

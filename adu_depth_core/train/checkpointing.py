@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.optim.swa_utils import AveragedModel
 
 from adu_depth_core.checkpoint import save_checkpoint
 from adu_depth_core.config import to_dict
@@ -35,6 +36,7 @@ class CheckpointMixin(TrainerBase):
     device: torch.device
     out_dir: Path
     model: DepthNet
+    ema: AveragedModel | None
     distill_loss: DistillationLoss | None
     optimizer: torch.optim.Optimizer
     scheduler: PolynomialLR
@@ -48,6 +50,11 @@ class CheckpointMixin(TrainerBase):
     init_meta: dict[str, Any] | None
     _versions: dict[str, str]
     _git: str | None
+
+    @property
+    def delivered_model(self) -> DepthNet:
+        """The network the run delivers: the weight average when `ema_decay` is set, else the trained one."""
+        return self.ema.module if self.ema is not None else self.model
 
     def _global_focal(self) -> FocalStats:
         if not du.is_distributed():
@@ -76,7 +83,7 @@ class CheckpointMixin(TrainerBase):
         payload: dict[str, Any] = {
             "stage": cfg.stage,
             "model_config": to_dict(cfg.model),
-            "model": self.model.state_dict(),
+            "model": self.delivered_model.state_dict(),  # what eval, export and init_from load
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "step": self.iter,
@@ -111,6 +118,9 @@ class CheckpointMixin(TrainerBase):
         }
         if cfg.stage == "student":  # only the uncertainty-modelled terms train the UEM
             payload["meta"]["sigma_trained"] = cfg.distill.mode == "full" and cfg.distill.uem
+        if self.ema is not None:  # the weights the optimiser works on, for resuming
+            payload["training_weights"] = self.model.state_dict()
+            payload["meta"]["ema_decay"] = cfg.ema_decay
         if self.distill_loss is not None:
             payload["adapters"] = self.distill_loss.state_dict()
         if self.scaler.is_enabled():
@@ -131,7 +141,10 @@ class CheckpointMixin(TrainerBase):
         return path
 
     def _load_state(self, ckpt: dict[str, Any], where: str | Path) -> None:
-        self.model.load_state_dict(ckpt["model"])
+        self.model.load_state_dict(ckpt.get("training_weights", ckpt["model"]))
+        if self.ema is not None:  # a run saved without an average starts it from its weights
+            self.ema.module.load_state_dict(ckpt["model"])
+            self.ema.n_averaged.fill_(1)
         if self.distill_loss is not None:
             self.distill_loss.load_state_dict(ckpt["adapters"])
         self.optimizer.load_state_dict(ckpt["optimizer"])

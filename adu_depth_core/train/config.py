@@ -98,6 +98,9 @@ class TrainConfig:
     deterministic: bool = False
     amp: Literal["none", "bf16", "fp16"] = "none"
     grad_clip: float | None = None  # max global grad norm (None = no clipping)
+    # exponential moving average of the weights, updated after every step: validation, best.pt / last.pt
+    # and everything built from them use the average (None = the raw weights, as in the paper)
+    ema_decay: float | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
     best_metric: str = "abs_rel"  # validation metric for best.pt; "dense_<m>" for dense GT metrics
     progress: bool = True  # tqdm progress bar on rank 0
@@ -114,6 +117,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 0 (0 disables), got {getattr(self, name)}")
         if self.grad_clip is not None and self.grad_clip <= 0:
             raise ValueError(f"grad_clip must be > 0 or null, got {self.grad_clip}")
+        if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in (0, 1) or null, got {self.ema_decay}")
         if self.data.input_size is not None and tuple(self.data.input_size) != tuple(self.model.input_size):
             raise ValueError(
                 f"data.input_size {list(self.data.input_size)} differs from model.input_size "

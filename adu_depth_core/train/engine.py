@@ -30,6 +30,7 @@ import torch
 import yaml
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 
 from adu_depth_core.config import to_dict
@@ -196,11 +197,16 @@ class DepthTrainer(CheckpointMixin):
         self._data_iter = None
 
     def _build_networks(self, init_ckpt: dict[str, Any] | None) -> None:
-        """The model (from `init_from` when given), the stage's objective, and its DDP wrapper."""
+        """The model (from `init_from` when given), its weight average, the stage's objective, and its DDP
+        wrapper."""
         cfg = self.cfg
         self.model = build_model(cfg.model, cfg.stage).to(self.device)
         if init_ckpt is not None:
             preflight.load_init_weights(self.model, init_ckpt, cfg)
+        self.ema: AveragedModel | None = None
+        if cfg.ema_decay is not None:  # buffers too: BatchNorm statistics are averaged with the weights
+            self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay),
+                                     use_buffers=True).requires_grad_(False)
         silog = SILogLoss(cfg.distill.min_depth, cfg.distill.max_depth, cfg.distill.silog_variance_focus)
         self.distill_loss: DistillationLoss | None = None
         if cfg.stage == "teacher":
@@ -398,6 +404,8 @@ class DepthTrainer(CheckpointMixin):
             self.storage.put_scalar("grad_norm", float(norm))
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
         self.storage.put_losses(values)
 
     # ---------------------------------------------------------------- validation
@@ -405,7 +413,7 @@ class DepthTrainer(CheckpointMixin):
         """Metrics of the current model on the validation set (rank 0)."""
         assert self.val_set is not None
         # the model in place, with this rank's training focal (what its checkpoint will record)
-        estimator = DepthEstimator.from_model(self.model, self.focal.mean)
+        estimator = DepthEstimator.from_model(self.delivered_model, self.focal.mean)
         val = self.cfg.val
         return evaluate_model(estimator, self.val_set, self.cfg, max_images=val.max_images,
                               num_vis=val.num_vis)  # fmt: skip
