@@ -13,6 +13,8 @@ import pytest
 import torch
 
 from adu_depth_core.config import from_dict
+from adu_depth_core.data.config import DataConfig
+from adu_depth_core.data.factory import build_dataset, build_unlabeled_dataset
 from adu_depth_core.data.synthetic import (
     SPLIT_BLOCK,
     RigConfig,
@@ -250,6 +252,34 @@ def test_synthetic_dataset_sample_contract(frames):
     with pytest.raises(ValueError, match="index"):
         SyntheticStereoDataset(2, SIZE, "train", first_index=SPLIT_BLOCK - 1)
 
+
+
+def test_dense_training_labels_reach_only_the_labeled_training_frames(frames):
+    """`data.train_labels: dense` (the perfect-teacher ceiling) labels every training pixel with the rig's
+    dense depth; validation and unlabeled frames keep the LiDAR-like scan, so scores stay comparable."""
+    data = from_dict(DataConfig, {
+        "train_frames": 2, "val_frames": 1, "render_size": list(SIZE), "train_labels": "dense",
+        "augment": {"enabled": False}, "unlabeled": {"batch_size": 1, "frames": 2, "first_index": 1000},
+    })
+    train, val = build_dataset(data, "train"), build_dataset(data, "val")
+    t, v = train[0], val[0]
+    np.testing.assert_array_equal(t["depth"].numpy(), t["depth_dense"].numpy())
+    assert (t["depth"] > 0).float().mean() > 0.5  # the scan labels ~5 % of the pixels
+    scan = SyntheticRig(RigConfig(), SIZE).render(split_seed("val", 0)).lidar_depth
+    np.testing.assert_array_equal(v["depth"][0].numpy(), scan)
+    u = build_unlabeled_dataset(data)[0]
+    assert (u["depth"] > 0).float().mean() < 0.1
+    lidar = build_dataset(dataclasses.replace(data, train_labels="lidar"), "train")[0]
+    scanned = lidar["depth"] > 0
+    assert scanned.float().mean() < 0.1
+    np.testing.assert_array_equal(lidar["depth"][scanned].numpy(), t["depth"][scanned].numpy())
+    with pytest.raises(ValueError, match=r"train_labels: expected one of \['lidar', 'dense'\]"):
+        from_dict(DataConfig, {"train_labels": "sparse"})
+    with pytest.raises(ValueError, match="train_labels=dense needs the synthetic rig"):
+        kitti = {"kind": "kitti", "root": "/x", "train_split": "/x/s.txt"}
+        from_dict(DataConfig, {**kitti, "train_labels": "dense"})
+    with pytest.raises(ValueError, match="labels: expected"):
+        SyntheticStereoDataset(1, SIZE, "train", labels="semi")
 
 # Digests of frames and scenes rendered by the single-module `data/synthetic.py` before it became a
 # package (issue 15): the rig's output for a seed is a data format (training data, exported trees, pinned

@@ -190,7 +190,10 @@ class DataConfig:
       paths. Training reads the `train` folders, validation `val` (or `test` when there is no `val`), test
       `test`.
     * `synthetic`: the stereo rig (`rig`) renders `*_frames` frames per split (disjoint seed ranges per
-      split), at `render_size` (default: the training size).
+      split), at `render_size` (default: the training size). `train_labels` says which of the rig's
+      depths labels the training frames: its LiDAR-like scan (`lidar`, the realistic setting) or its
+      dense depth (`dense`: what a perfect teacher would give everywhere, the ceiling of distillation).
+      Validation and test frames always carry both.
 
     Training samples are randomly cropped to `input_size` (default `model.input_size`) and augmented;
     validation / test samples are centre-cropped to `eval_size` when given (KITTI default: the whole
@@ -215,6 +218,7 @@ class DataConfig:
     val_frames: int = 32
     test_frames: int = 60
     cache: bool = True  # synthetic: keep rendered frames in memory (rendering is a pure function of the seed)
+    train_labels: Literal["lidar", "dense"] = "lidar"  # synthetic: the labels of the training frames
     # rosbag2 recordings of your own rig
     rosbag: RosbagConfig = field(default_factory=RosbagConfig)
     # frames without GT for the distillation terms (student stage)
@@ -222,6 +226,11 @@ class DataConfig:
 
     def validate(self) -> None:
         self.unlabeled.validate_for(self.kind)
+        if self.train_labels == "dense" and self.kind != "synthetic":
+            raise ValueError(
+                f"data.train_labels=dense needs the synthetic rig's dense depth; data.kind={self.kind!r} "
+                "has only its own labels (set train_labels: lidar)"
+            )
         for name in ("input_size", "eval_size"):
             size = getattr(self, name)
             if size is not None and (size[0] <= 0 or size[1] <= 0 or size[0] % 32 or size[1] % 32):

@@ -13,7 +13,8 @@ from adu_depth_core.data.transforms import StereoPipeline, make_sample
 
 class SyntheticStereoDataset(torch.utils.data.Dataset):
     """Rig frames rendered on the fly, as stereo samples (docs/ARCHITECTURE.md): `depth` is the sparse
-    LiDAR-like GT, `depth_dense` the dense depth; `id` is `seed-XXXXXXX`.
+    LiDAR-like GT (with `labels="dense"`: the dense depth), `depth_dense` the dense depth; `id` is
+    `seed-XXXXXXX`.
 
     Args:
         num_frames: length; frame i has seed `split_seed(split, first_index + i)`.
@@ -21,6 +22,8 @@ class SyntheticStereoDataset(torch.utils.data.Dataset):
         split: "train", "val" or "test" (disjoint seed ranges).
         first_index: index of frame 0 within the split.
         rig: rig settings (default: `RigConfig()`).
+        labels: what `depth` holds: "lidar" (the LiDAR-like scan) or "dense" (the dense depth: every pixel
+            labelled, the supervision a perfect teacher would give).
         mode, crop_size, augment, rotation_deg, flip_prob, color_prob, seed: see `transforms.StereoPipeline`
             (no KB crop: rig frames are never KITTI-sized by accident; `crop_size` None = no crop).
     """
@@ -33,6 +36,7 @@ class SyntheticStereoDataset(torch.utils.data.Dataset):
         *,
         first_index: int = 0,
         rig: RigConfig | None = None,
+        labels: str = "lidar",
         mode: str = "eval",
         crop_size: tuple[int, int] | None = None,
         augment: bool | None = None,
@@ -44,8 +48,11 @@ class SyntheticStereoDataset(torch.utils.data.Dataset):
     ):
         if isinstance(num_frames, bool) or not isinstance(num_frames, int) or num_frames < 1:
             raise ValueError(f"num_frames must be a positive integer, got {num_frames!r}")
+        if labels not in ("lidar", "dense"):
+            raise ValueError(f"labels: expected 'lidar' or 'dense', got {labels!r}")
         split_seed(split, first_index)
         split_seed(split, first_index + num_frames - 1)
+        self.labels = labels
         self.rig = SyntheticRig(rig, size)
         self.split, self.first_index, self.num_frames = split, first_index, num_frames
         self.pipeline = StereoPipeline.build(
@@ -78,7 +85,7 @@ class SyntheticStereoDataset(torch.utils.data.Dataset):
         sample = make_sample(
             frame.left,
             frame.right,
-            frame.lidar_depth,
+            frame.depth if self.labels == "dense" else frame.lidar_depth,
             frame.K,
             frame.baseline,
             depth_dense=frame.depth,
