@@ -253,8 +253,7 @@ def test_synthetic_dataset_sample_contract(frames):
         SyntheticStereoDataset(2, SIZE, "train", first_index=SPLIT_BLOCK - 1)
 
 
-
-def test_dense_training_labels_reach_only_the_labeled_training_frames(frames):
+def test_dense_training_labels_reach_only_the_labeled_training_frames():
     """`data.train_labels: dense` (the perfect-teacher ceiling) labels every training pixel with the rig's
     dense depth; validation and unlabeled frames keep the LiDAR-like scan, so scores stay comparable."""
     data = from_dict(DataConfig, {
@@ -280,6 +279,7 @@ def test_dense_training_labels_reach_only_the_labeled_training_frames(frames):
         from_dict(DataConfig, {**kitti, "train_labels": "dense"})
     with pytest.raises(ValueError, match="labels: expected"):
         SyntheticStereoDataset(1, SIZE, "train", labels="semi")
+
 
 # Digests of frames and scenes rendered by the single-module `data/synthetic.py` before it became a
 # package (issue 15): the rig's output for a seed is a data format (training data, exported trees, pinned

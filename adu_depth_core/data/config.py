@@ -12,7 +12,7 @@ from typing import Literal
 
 import numpy as np
 
-from adu_depth_core.data.synthetic import RigConfig
+from adu_depth_core.data.synthetic import RigConfig, RigLabels
 from adu_depth_core.data.transforms import check_focal_scale
 from adu_depth_core.geometry import check_rigid_transform
 from adu_depth_core.vocab import check_split
@@ -218,7 +218,7 @@ class DataConfig:
     val_frames: int = 32
     test_frames: int = 60
     cache: bool = True  # synthetic: keep rendered frames in memory (rendering is a pure function of the seed)
-    train_labels: Literal["lidar", "dense"] = "lidar"  # synthetic: the labels of the training frames
+    train_labels: RigLabels = "lidar"  # synthetic: the labels of the training frames
     # rosbag2 recordings of your own rig
     rosbag: RosbagConfig = field(default_factory=RosbagConfig)
     # frames without GT for the distillation terms (student stage)

@@ -68,15 +68,14 @@ class _RenderCache:
 
 
 def _synthetic(cfg: DataConfig, split: str, train_size, eval_size, seed: int, *, first_index: int = 0,
-               frames: int | None = None, labels: str | None = None):
+               frames: int | None = None):
     from adu_depth_core.data.synthetic import SyntheticStereoDataset
 
     if frames is None:
         frames = {"train": cfg.train_frames, "val": cfg.val_frames, "test": cfg.test_frames}[split]
     if frames <= 0:
         raise ValueError(f"data.{split}_frames is 0: the synthetic rig has no {split} split")
-    if labels is None:  # only the labeled training frames take `train_labels`; evaluation sees the scan
-        labels = cfg.train_labels if split == "train" else "lidar"
+    labels = cfg.train_labels if split == "train" else "lidar"  # evaluation always scores on the scan
     render = tuple(cfg.render_size) if cfg.render_size else (train_size or eval_size)
     if render is None:
         raise ValueError("data.render_size (or the training size) is needed to render the synthetic rig")
@@ -216,8 +215,9 @@ def build_unlabeled_dataset(data_cfg: DataConfig, model_cfg: ModelConfig | None 
         raise ValueError("data.unlabeled.batch_size is 0: no unlabeled frames are configured")
     train_size, eval_size = _sizes(data_cfg, model_cfg)
     if data_cfg.kind == "synthetic":
-        return _synthetic(data_cfg, "train", train_size, eval_size, seed, first_index=u.first_index,
-                          frames=u.frames, labels="lidar")
+        scan = dataclasses.replace(data_cfg, train_labels="lidar")  # their GT is never used: keep the scan
+        return _synthetic(scan, "train", train_size, eval_size, seed, first_index=u.first_index,
+                          frames=u.frames)
     if data_cfg.kind == "rosbag":
         rosbag = dataclasses.replace(data_cfg.rosbag, bags=list(u.bags), require_gt=False, train_fraction=1.0)
         return _rosbag(dataclasses.replace(data_cfg, rosbag=rosbag), "train", train_size, eval_size, seed)

@@ -26,7 +26,7 @@ ray casting, depth, LiDAR pattern), `dataset` (`SyntheticStereoDataset`, `frames
 
 from __future__ import annotations
 
-from adu_depth_core.data.synthetic.dataset import SyntheticStereoDataset, frames_for_split
+from adu_depth_core.data.synthetic.dataset import RigLabels, SyntheticStereoDataset, frames_for_split
 from adu_depth_core.data.synthetic.render import SyntheticRig
 from adu_depth_core.data.synthetic.rig import (
     SPLIT_BLOCK,
@@ -43,6 +43,7 @@ __all__ = [
     "RigFrame",
     "Scene",
     "SyntheticRig",
+    "RigLabels",
     "SyntheticStereoDataset",
     "frames_for_split",
     "rig_intrinsics",

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, get_args
 
 import torch
 
 from adu_depth_core.data.synthetic.render import SyntheticRig
 from adu_depth_core.data.synthetic.rig import RigConfig, split_seed
 from adu_depth_core.data.transforms import StereoPipeline, make_sample
+
+RigLabels = Literal["lidar", "dense"]  # what a frame's `depth` holds: the LiDAR-like scan or the dense depth
 
 
 class SyntheticStereoDataset(torch.utils.data.Dataset):
@@ -36,7 +38,7 @@ class SyntheticStereoDataset(torch.utils.data.Dataset):
         *,
         first_index: int = 0,
         rig: RigConfig | None = None,
-        labels: str = "lidar",
+        labels: RigLabels = "lidar",
         mode: str = "eval",
         crop_size: tuple[int, int] | None = None,
         augment: bool | None = None,
@@ -48,8 +50,8 @@ class SyntheticStereoDataset(torch.utils.data.Dataset):
     ):
         if isinstance(num_frames, bool) or not isinstance(num_frames, int) or num_frames < 1:
             raise ValueError(f"num_frames must be a positive integer, got {num_frames!r}")
-        if labels not in ("lidar", "dense"):
-            raise ValueError(f"labels: expected 'lidar' or 'dense', got {labels!r}")
+        if labels not in get_args(RigLabels):
+            raise ValueError(f"labels: expected one of {list(get_args(RigLabels))}, got {labels!r}")
         split_seed(split, first_index)
         split_seed(split, first_index + num_frames - 1)
         self.labels = labels
