@@ -26,9 +26,12 @@ FOCAL = 180.0
 @pytest.fixture(scope="module")
 def student_ckpt(tmp_path_factory):
     torch.manual_seed(0)
-    cfg = ModelConfig(preset="nano", input_size=(64, 192), max_depth=60.0)
+    cfg = ModelConfig(preset="nano", input_size=(64, 192), max_depth=60.0, refine=True)
+    student = build_student(cfg)
+    with torch.no_grad():  # a full-resolution refinement that does something, so the graph's copy is checked
+        student.refine.residual.weight.normal_(0, 0.1)
     path = tmp_path_factory.mktemp("ckpt") / "student.pt"
-    payload = {"stage": "student", "model_config": to_dict(cfg), "model": build_student(cfg).state_dict()}
+    payload = {"stage": "student", "model_config": to_dict(cfg), "model": student.state_dict()}
     save_checkpoint(path, {**payload, "meta": {"focal_px": FOCAL}})
     return path
 

@@ -24,13 +24,15 @@ from torch import nn
 
 from ..checkpoint import STAGES, load_checkpoint
 from ..config import from_dict, to_dict
+from ..evaluation.sgbm import sgbm_disparity_batch
 from .encoder import Encoder
 from .heads import DepthHead, UncertaintyHead, log_var_pyramid
 from .newcrf import NeWCRFDecoder
 from .newcrfs_compat import NeWCRFsPPM, use_pad_then_roll
 from .ppm import PPM
 from .presets import STRIDE, ModelConfig, check_disparity_range
-from .stereo import CostVolumeFusion
+from .refine import GuidedRefinement
+from .stereo import HINT_BLOCK_SIZE, HINT_CHANNELS, CostVolumeFusion, pooled_disparity_hint
 
 __all__ = ["DepthNet", "DepthOutput", "build_model", "build_student", "build_teacher", "load_model"]
 
@@ -99,6 +101,12 @@ class DepthNet(nn.Module):
         # NeWCRFs: depth = max_depth · sigmoid, no floor
         min_depth = 0.0 if exact else config.min_depth
         self.depth_head = DepthHead(self.dec_channels[0], config.max_depth, min_depth)
+        self.hinted = cost_volume and config.teacher_hint == "sgbm"
+        self.refine = (
+            GuidedRefinement(min_depth, config.max_depth, HINT_CHANNELS if self.hinted else 0)
+            if config.refine
+            else None
+        )
         self.uem = UncertaintyHead(self.dec_channels[0], config.log_var_range) if stage == "student" else None
         self._inference_only = False
 
@@ -137,13 +145,19 @@ class DepthNet(nn.Module):
                 pair when the caller has computed it already; None computes it (ignored without the hint).
         """
         self.check_input(x)
+        left, right = x[:, :3], x[:, 3:]
+        if self.hinted and hint_disparity is None and self.refine is not None:  # one SGBM run for both uses
+            hint_disparity = sgbm_disparity_batch(left, right, self.stereo.max_disparity, HINT_BLOCK_SIZE)
         if self.stereo is not None:
-            left, right = x[:, :3], x[:, 3:]
             enc = self.stereo(left, right, self.encoder(left), hint_disparity)  # 4 x (B, C_i, H/s_i, W/s_i)
         else:
             enc = self.encoder(x)  # 4 x (B, C_i, H/s_i, W/s_i)
         dec = self.decoder(enc, self.ppm(enc[-1]))  # 4 x (B, D_i, H/s_i, W/s_i)
         depth = self.depth_head(dec[0])  # B, 1, H, W
+        if self.refine is not None:
+            guide = (pooled_disparity_hint(hint_disparity, 1, self.stereo.max_disparity)
+                     if self.hinted else None)
+            depth = self.refine(depth, left, guide)  # B, 1, H, W
         if self.uem is None:
             return DepthOutput(depth, None, enc, dec, None)
         log_var, log_var_quarter = self.uem(dec[0])  # B, 1, H, W and B, 1, H/4, W/4

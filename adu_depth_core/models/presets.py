@@ -155,6 +155,9 @@ class ModelConfig:
         teacher_hint: "sgbm" also gives the cost-volume teacher OpenCV SGBM's disparity of its input pair
             (computed on the CPU in every forward pass, `stereo.py`): classical matching as an input cue
             the network learns when to trust; "none" (the default) is the learned matching alone.
+        refine: correct the depth head's upsampled output at the input resolution with a few convolutions
+            over the image (and SGBM's full-resolution disparity for a teacher with the hint), so that
+            structures narrower than the head's 1/4 resolution can appear (`refine.py`). Teacher or student.
     """
 
     preset: PresetName = "nano"
@@ -169,6 +172,7 @@ class ModelConfig:
     max_disparity: int = 192
     cost_volume_reduction: Literal[2, 4] = 4
     teacher_hint: Literal["none", "sgbm"] = "none"
+    refine: bool = False
 
     def validate(self) -> None:
         preset = get_preset(self.preset)
