@@ -7,7 +7,8 @@ One step = forward, a depth (+ log-variance) loss, backward and an Adam update a
 median of `--reps` steps after two warm-up steps. Student rows are the baseline's step (no teacher, no
 adapters); a distilled step adds a teacher forward and the adapters (see docs/benchmarks/train.md). The
 `proxy` row adds the teacher option `proxy` (OpenCV SGBM on every pair of the batch, `distill/proxy.py`); the
-`sgbm hint` row is the teacher with `teacher_hint: sgbm` (SGBM inside its forward pass, `models/stereo.py`).
+`sgbm hint` row is the teacher with `teacher_hint: sgbm` (SGBM inside its forward pass, `models/stereo.py`);
+`refine` adds the full-resolution refinement (`model.refine`, `models/refine.py`).
 """
 
 from __future__ import annotations
@@ -35,11 +36,14 @@ COST_VOLUME = {"preset": "nano", "teacher_fusion": "cost_volume", "max_disparity
 # (label, stage, model config overrides, with the SGBM proxy labels)
 ROWS = (
     ("teacher nano, concat (paper's early fusion)", "teacher", {"preset": "nano"}, False),
-    ("teacher nano, cost_volume (demo)", "teacher", COST_VOLUME, False),
+    ("teacher nano, cost_volume", "teacher", COST_VOLUME, False),
     ("teacher nano, cost_volume + proxy (SGBM per pair)", "teacher", COST_VOLUME, True),
     ("teacher nano, cost_volume + sgbm hint", "teacher", {**COST_VOLUME, "teacher_hint": "sgbm"}, False),
+    ("teacher nano, cost_volume + sgbm hint + refine (demo)", "teacher",
+     {**COST_VOLUME, "teacher_hint": "sgbm", "refine": True}, False),
     ("student nano (Swin)", "student", {"preset": "nano"}, False),
-    ("student ghostnet_nano (demo)", "student", {"preset": "ghostnet_nano"}, False),
+    ("student ghostnet_nano", "student", {"preset": "ghostnet_nano"}, False),
+    ("student ghostnet_nano + refine", "student", {"preset": "ghostnet_nano", "refine": True}, False),
 )
 
 

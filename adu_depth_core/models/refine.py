@@ -41,7 +41,7 @@ class GuidedRefinement(nn.Module):
         min_depth: float,
         max_depth: float,
         guide_channels: int = 0,
-        width: int = 16,
+        width: int = 8,
         dilations: tuple[int, ...] = (1, 2, 4, 1),
     ):
         super().__init__()
