@@ -101,7 +101,6 @@ class DepthNet(nn.Module):
         # NeWCRFs: depth = max_depth · sigmoid, no floor
         min_depth = 0.0 if exact else config.min_depth
         self.depth_head = DepthHead(self.dec_channels[0], config.max_depth, min_depth)
-        self.hinted = cost_volume and config.teacher_hint == "sgbm"
         self.refine = (
             GuidedRefinement(min_depth, config.max_depth, HINT_CHANNELS if self.hinted else 0)
             if config.refine
@@ -109,6 +108,11 @@ class DepthNet(nn.Module):
         )
         self.uem = UncertaintyHead(self.dec_channels[0], config.log_var_range) if stage == "student" else None
         self._inference_only = False
+
+    @property
+    def hinted(self) -> bool:
+        """A cost-volume teacher with the SGBM hint (`teacher_hint: sgbm`)."""
+        return self.stereo is not None and self.stereo.hint
 
     @property
     def inference_only(self) -> bool:
@@ -146,7 +150,7 @@ class DepthNet(nn.Module):
         """
         self.check_input(x)
         left, right = x[:, :3], x[:, 3:]
-        if self.hinted and hint_disparity is None and self.refine is not None:  # one SGBM run for both uses
+        if self.hinted and hint_disparity is None:  # one SGBM pass for the volume and the refinement
             hint_disparity = sgbm_disparity_batch(left, right, self.stereo.max_disparity, HINT_BLOCK_SIZE)
         if self.stereo is not None:
             enc = self.stereo(left, right, self.encoder(left), hint_disparity)  # 4 x (B, C_i, H/s_i, W/s_i)

@@ -35,7 +35,7 @@ from torch.nn import functional as F
 from ..evaluation.sgbm import sgbm_disparity_batch
 from .presets import COST_VOLUME_REDUCTIONS
 
-__all__ = ["CostVolumeFusion", "correlation_volume", "pooled_disparity_hint"]
+__all__ = ["CostVolumeFusion", "ImageNetNormalize", "correlation_volume", "pooled_disparity_hint"]
 
 ENCODER_FINEST = 4  # the encoder's finest level, where the volume is injected
 
@@ -69,6 +69,18 @@ def pooled_disparity_hint(disparity: torch.Tensor, reduction: int, max_disparity
     mean = F.avg_pool2d(disparity * valid, reduction) / matched.clamp_min(1e-6)
     d = float(max_disparity)
     return torch.cat([mean / d, torch.log1p(mean) / math.log1p(d), matched], 1)
+
+
+class ImageNetNormalize(nn.Module):
+    """RGB in [0, 1] → ImageNet-normalised, for the small CNNs that read the raw views."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(IMAGENET_DEFAULT_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_DEFAULT_STD).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
 
 
 def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
@@ -109,8 +121,7 @@ class CostVolumeFusion(nn.Module):
         self.reduction = reduction
         self.num_disp = max_disparity // reduction
         self.hint = hint
-        self.register_buffer("mean", torch.tensor(IMAGENET_DEFAULT_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_DEFAULT_STD).view(1, 3, 1, 1), persistent=False)
+        self.normalize = ImageNetNormalize()
         self.features = nn.Sequential(  # shared by both views; 1/reduction resolution
             _conv(3, 16, 2), _conv(16, 32, reduction // 2), _conv(32, 32), nn.Conv2d(32, feat_dim, 1)
         )
@@ -135,7 +146,7 @@ class CostVolumeFusion(nn.Module):
             hint_disparity: (B, 1, H, W) SGBM disparity of this pair when the caller has it already (the
                 trainer shares it with the proxy labels); None: computed here when the hint is on.
         """
-        f_l, f_r = (F.normalize(self.features((x - self.mean) / self.std), dim=1) for x in (left, right))
+        f_l, f_r = (F.normalize(self.features(self.normalize(x)), dim=1) for x in (left, right))
         volume = correlation_volume(f_l, f_r, self.num_disp)  # B, D, H/r, W/r
         evidence = [volume, f_l]
         if self.hint:
